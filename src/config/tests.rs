@@ -1,0 +1,290 @@
+use super::*;
+
+fn overridden(pairs: &[(&str, &str)]) -> Result<Config> {
+    Config::from_sources(None, pairs)
+}
+
+#[test]
+fn defaults_are_valid_and_match_the_original_tool() {
+    let c = Config::default();
+    c.validate().unwrap();
+    assert_eq!(c.sample_rate, 16000.0);
+    assert_eq!((c.chunk_size, c.chunk_hop), (16384, 8192));
+    assert_eq!((c.frame_size, c.frame_hop), (1024, 256));
+    assert_eq!((c.min_f0, c.max_f0), (50.0, 1000.0));
+    assert_eq!(c.harmonic_head_mode, HarmonicHeadMode::Legacy);
+    assert_eq!(c.grad_clip_mode, GradClipMode::Element);
+    assert_eq!(c.spectral_loss_mode, SpectralLossMode::L2);
+    assert_eq!((c.spectral_warmup_steps, c.spectral_ramp_steps), (100, 200));
+    assert_eq!(c.render_every(), c.checkpoint_every);
+    assert_eq!(c.frames_per_chunk(), 64);
+}
+
+#[test]
+fn json_round_trip_is_exact() {
+    let mut c = Config::default();
+    c.apply_overrides(&[
+        ("spectral-windows", "64,128,256"),
+        ("harmonic-head-mode", "softmax-db"),
+        ("softmax-temp-end", "0.5"),
+        ("max-files", "3"),
+        ("lr", "0.0003"),
+        ("control-smoothing-targets", "harmonic-distribution"),
+    ])
+    .unwrap();
+    let text = c.to_json_string();
+    let back = Config::from_json_str(&text).unwrap();
+    assert_eq!(back, c);
+    assert_eq!(back.to_json_string(), text);
+    // Every key appears, unset options as null.
+    let map: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(map.len(), Config::option_specs().len());
+    assert!(map.contains_key("sampleRate") && map.contains_key("spectralLogmagWeight"));
+    assert_eq!(
+        Config::from_json_str(&Config::default().to_json_string()).unwrap(),
+        Config::default()
+    );
+}
+
+#[test]
+fn file_round_trip_through_disk() {
+    let dir = std::env::temp_dir().join(format!("ddsp-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.json");
+    Config::default().write_json(&path).unwrap();
+    let back = Config::from_sources::<&str, &str>(Some(&path), &[]).unwrap();
+    assert_eq!(back, Config::default());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn precedence_is_defaults_then_file_then_flags() {
+    let dir = std::env::temp_dir().join(format!("ddsp-prec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.json");
+    std::fs::write(
+        &path,
+        r#"{"sampleRate": 22050, "harmonics": 40, "shuffle": false}"#,
+    )
+    .unwrap();
+    let c = Config::from_sources(Some(&path), &[("sample-rate", "24000")]).unwrap();
+    assert_eq!(c.sample_rate, 24000.0, "flag beats file");
+    assert_eq!(c.harmonics, 40, "file beats default");
+    assert!(!c.shuffle, "file boolean kept");
+    assert_eq!(c.chunk_size, 16384, "default where neither sets it");
+    let c = Config::from_sources(Some(&path), &[("shuffle", "true")]).unwrap();
+    assert!(c.shuffle);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unknown_json_key_is_named() {
+    let err = Config::from_json_str(r#"{"sampleRat": 16000}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sampleRat"), "{err}");
+}
+
+#[test]
+fn unknown_flag_and_bad_values_are_named() {
+    let err = overridden(&[("sample-rat", "1")]).unwrap_err().to_string();
+    assert!(err.contains("sample-rat"), "{err}");
+    let err = overridden(&[("harmonic-head-mode", "fancy")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("harmonicHeadMode") && err.contains("fancy"),
+        "{err}"
+    );
+    let err = overridden(&[("shuffle", "yes")]).unwrap_err().to_string();
+    assert!(err.contains("shuffle"), "{err}");
+    let err = overridden(&[("chunk-size", "-5")]).unwrap_err().to_string();
+    assert!(err.contains("chunkSize"), "{err}");
+}
+
+#[test]
+fn flag_spellings_and_value_forms() {
+    let c = overridden(&[
+        ("--spectral-windows", "64,128,256"),
+        ("spectral-weight", "1"),
+        ("clip-mode", "global"),
+        ("loudness-weight", "0.5"),
+        ("max-chunks-per-file", "8"),
+        ("transformer-causal", "false"),
+    ])
+    .unwrap();
+    assert_eq!(c.spectral_windows, vec![64, 128, 256]);
+    assert_eq!(c.grad_clip_mode, GradClipMode::Global);
+    assert_eq!(c.loudness_loss_weight, 0.5);
+    assert_eq!(c.max_chunks_per_file, Some(8));
+    assert!(!c.transformer_causal);
+    let c = overridden(&[
+        ("max-chunks-per-file", "8"),
+        ("max-chunks-per-file", "none"),
+    ])
+    .unwrap();
+    assert_eq!(c.max_chunks_per_file, None);
+    let c = overridden(&[("spectral-windows", "")]).unwrap();
+    assert!(c.spectral_windows.is_empty());
+    assert_eq!(
+        Config::key_for_flag("loudness-weight-end").unwrap(),
+        "loudnessLossWeightEnd"
+    );
+    assert_eq!(Config::key_for_flag("frame-hop").unwrap(), "frameHop");
+    assert!(Config::key_for_flag("frame-hopp").is_none());
+}
+
+#[test]
+fn normalized_alias_selects_normalized_head() {
+    let c = overridden(&[("normalized-harmonic-head", "true")]).unwrap();
+    assert_eq!(c.harmonic_head_mode, HarmonicHeadMode::Normalized);
+}
+
+#[test]
+fn spec_flags_are_kebab_case_of_keys() {
+    for spec in Config::option_specs() {
+        assert_eq!(kebab_to_camel(&spec.flags[0]), spec.key);
+        assert_eq!(camel_to_kebab(&spec.key), spec.flags[0]);
+    }
+}
+
+/// Every validation rule: the overrides that break it and the option the message must name.
+const BROKEN: &[(&[(&str, &str)], &str)] = &[
+    (&[("sample-rate", "0")], "sampleRate"),
+    (&[("chunk-size", "0")], "chunkSize"),
+    (&[("chunk-hop", "0")], "chunkHop"),
+    (&[("frame-hop", "0")], "frameHop"),
+    (&[("frame-size", "1")], "frameSize"),
+    (&[("frame-hop", "100")], "frameHop"),
+    (&[("frame-size", "128")], "frameSize"),
+    (&[("chunk-hop", "1000")], "chunkHop"),
+    (&[("min-f0", "0")], "minF0"),
+    (&[("min-f0", "-5")], "minF0"),
+    (&[("max-f0", "40")], "maxF0"),
+    (&[("max-f0", "8000")], "maxF0"),
+    (&[("silence-rms", "-1")], "silenceRms"),
+    (&[("voiced-threshold", "1.5")], "voicedThreshold"),
+    (&[("normalize-to", "0")], "normalizeTo"),
+    (&[("normalize-to", "1.5")], "normalizeTo"),
+    (&[("train-split", "0")], "trainSplit"),
+    (&[("train-split", "1.1")], "trainSplit"),
+    (&[("max-files", "0")], "maxFiles"),
+    (&[("max-chunks-per-file", "0")], "maxChunksPerFile"),
+    (&[("model-hidden", "0")], "modelHidden"),
+    (&[("model-layers", "0")], "modelLayers"),
+    (&[("rnn-channels", "0")], "rnnChannels"),
+    (&[("transformer-d-model", "0")], "transformerDModel"),
+    (&[("transformer-layers", "0")], "transformerLayers"),
+    (&[("transformer-heads", "0")], "transformerHeads"),
+    (&[("transformer-heads", "3")], "transformerHeads"),
+    (
+        &[("transformer-ff-multiplier", "0")],
+        "transformerFfMultiplier",
+    ),
+    (&[("harmonics", "0")], "harmonics"),
+    (&[("softmax-temp", "0")], "softmaxTemp"),
+    (&[("softmax-temp-end", "-1")], "softmaxTempEnd"),
+    (&[("softmax-amp-floor", "2")], "softmaxAmpFloor"),
+    (&[("softmax-gain-min-db", "10")], "softmaxGainMaxDb"),
+    (&[("noise-filter-size", "0")], "noiseFilterSize"),
+    (&[("noise-bands", "0")], "noiseBands"),
+    (&[("reverb-length", "1")], "reverbLength"),
+    (&[("control-smoothing-alpha", "1")], "controlSmoothingAlpha"),
+    (
+        &[("control-smoothing-fir-size", "0")],
+        "controlSmoothingFirSize",
+    ),
+    (&[("lr", "0")], "lr"),
+    (&[("lr-min", "0.1")], "lrMin"),
+    (&[("lr-min", "-1")], "lrMin"),
+    (&[("lr-decay-steps", "0")], "lrDecaySteps"),
+    (&[("lr-decay-rate", "0")], "lrDecayRate"),
+    (&[("lr-decay-rate", "1.5")], "lrDecayRate"),
+    (&[("batch-size", "0")], "batchSize"),
+    (&[("grad-accum-steps", "0")], "gradAccumSteps"),
+    (&[("grad-clip", "-1")], "gradClip"),
+    (&[("early-stop-min-delta", "-1")], "earlyStopMinDelta"),
+    (&[("spectral-windows", "100")], "spectralWindows"),
+    (&[("spectral-windows", "1")], "spectralWindows"),
+    (&[("spectral-windows", "32768")], "spectralWindows"),
+    (&[("spectral-hop-divisor", "0")], "spectralHopDivisor"),
+    (&[("spectral-log-epsilon", "0")], "spectralLogEpsilon"),
+    (&[("spectral-weight", "-1")], "spectralWeight"),
+    (&[("spectral-logmag-weight", "-1")], "spectralLogmagWeight"),
+    (&[("mse-weight", "-1")], "mseWeight"),
+    (&[("loudness-weight", "-1")], "loudnessLossWeight"),
+    (&[("loudness-weight-end", "-1")], "loudnessLossWeightEnd"),
+    (
+        &[("harmonic-entropy-weight", "-1")],
+        "harmonicEntropyWeight",
+    ),
+    (
+        &[("harmonic-entropy-weight-end", "-1")],
+        "harmonicEntropyWeightEnd",
+    ),
+    (
+        &[("harmonic-concentration-weight", "-1")],
+        "harmonicConcentrationWeight",
+    ),
+    (
+        &[("harmonic-concentration-weight-end", "-1")],
+        "harmonicConcentrationWeightEnd",
+    ),
+    (&[("spectral-weight", "1")], "spectralWindows"),
+    (&[("spectral-logmag-weight", "1")], "spectralWindows"),
+    (&[("log-every", "0")], "logEvery"),
+    (&[("checkpoint-every", "0")], "checkpointEvery"),
+];
+
+#[test]
+fn every_validation_rule_rejects_and_names_its_option() {
+    for (pairs, option) in BROKEN {
+        let err = overridden(pairs)
+            .expect_err(&format!("{pairs:?} should be rejected"))
+            .to_string();
+        assert!(
+            err.contains(&format!("`{option}`")),
+            "{pairs:?}: message should name `{option}`: {err}"
+        );
+    }
+}
+
+#[test]
+fn non_finite_values_are_rejected() {
+    for set in [
+        (|c: &mut Config| c.spectral_weight = f64::INFINITY) as fn(&mut Config),
+        |c| c.mse_weight = f64::NAN,
+        |c| c.lr = f64::NAN,
+        |c| c.sample_rate = f64::INFINITY,
+        |c| c.softmax_gain_min_db = f64::NEG_INFINITY,
+        |c| c.grad_clip = f64::NAN,
+    ] {
+        let mut c = Config::default();
+        set(&mut c);
+        assert!(c.validate().is_err(), "{c:?}");
+    }
+}
+
+#[test]
+fn paper_preset_values_are_accepted() {
+    let c = overridden(&[
+        ("chunk-size", "64000"),
+        ("chunk-hop", "64000"),
+        ("frame-hop", "64"),
+        ("frame-size", "1024"),
+        ("spectral-windows", "2048,1024,512,256,128,64"),
+        ("spectral-weight", "1"),
+        ("spectral-logmag-weight", "1"),
+        ("spectral-loss-mode", "l1"),
+        ("harmonic-head-mode", "exp-sigmoid"),
+        ("decoder-backbone", "gru"),
+        ("reverb", "fir"),
+        ("lr-schedule", "exp"),
+        ("clip-mode", "global"),
+        ("grad-clip", "3"),
+    ])
+    .unwrap();
+    assert_eq!(c.frames_per_chunk(), 1000);
+    assert_eq!(c.spectral_hop(2048), 512);
+    assert_eq!(c.spectral_hop(64), 16);
+}

@@ -1,0 +1,260 @@
+//! The feature cache: chunks of audio with their f0, voicing and loudness tracks.
+//!
+//! On disk (readable from Python with `json` and `safetensors`):
+//! - `manifest.json`: format version, the resolved config, the source files (path, size,
+//!   SHA-256, shard), the skipped files with reasons, and one row per chunk (id, source, offset,
+//!   split, RMS, voiced fraction).
+//! - `chunks-<sha>-<features>.safetensors`, one per source file: `audio [n, chunkSize]`,
+//!   `f0_hz`, `loudness_db`, `voiced_prob [n, chunkSize / frameHop]` (f32), with the chunk rows
+//!   in the file's metadata. Its name holds the source's hash and the feature settings' hash,
+//!   so a re-run reuses it when neither changed.
+//!
+//! Every file is written to a temporary name and renamed; the manifest is written last, so an
+//! interrupted run never leaves a cache that opens half-built.
+
+mod batch;
+mod inspect;
+mod preprocess;
+mod split;
+
+pub use batch::{Batch, BatchSampler};
+pub use inspect::{InspectReport, SplitTotals, inspect};
+pub use preprocess::{PreprocessEvent, PreprocessReport, preprocess, scan_wav_files};
+pub use split::plan_chunks;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Version of the on-disk layout; bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The manifest's file name inside a cache directory.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Train or validation split.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Training chunks.
+    Train,
+    /// Validation chunks.
+    Val,
+}
+
+impl std::str::FromStr for Split {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "train" => Ok(Split::Train),
+            "val" => Ok(Split::Val),
+            other => Err(Error::Config(format!(
+                "unknown split `{other}` (expected train or val)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Val => "val",
+        })
+    }
+}
+
+/// One source recording in the manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceEntry {
+    /// Path relative to the input folder.
+    pub path: String,
+    /// File size, bytes.
+    pub size: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Samples after resampling.
+    pub samples: usize,
+    /// The shard holding its chunks.
+    pub shard: String,
+}
+
+/// A file that was not used, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedEntry {
+    /// Path relative to the input folder.
+    pub path: String,
+    /// The reason.
+    pub reason: String,
+}
+
+/// One chunk in the manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkEntry {
+    /// `"<source index>:<offset>"`.
+    pub id: String,
+    /// Index into [`Manifest::sources`].
+    pub source: usize,
+    /// First sample of the chunk in the resampled source.
+    pub offset: usize,
+    /// Its split.
+    pub split: Split,
+    /// RMS of the chunk's audio.
+    pub rms: f32,
+    /// Fraction of frames with voicing probability >= `voicedThreshold`.
+    pub voiced_fraction: f32,
+    /// Row in the source's shard.
+    pub row: usize,
+}
+
+/// The cache's table of contents.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] at writing.
+    pub format_version: u32,
+    /// `ddsp` version that wrote it.
+    pub crate_version: String,
+    /// The resolved config used.
+    pub config: Config,
+    /// Sources used, in sorted order.
+    pub sources: Vec<SourceEntry>,
+    /// Sources skipped.
+    pub skipped: Vec<SkippedEntry>,
+    /// Every chunk.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+impl Manifest {
+    /// Read `DIR/manifest.json`; a missing or unreadable manifest is an error naming the
+    /// directory.
+    pub fn read(cache: &Path) -> Result<Self> {
+        let path = cache.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Cache {
+            path: cache.to_path_buf(),
+            reason: format!(
+                "no readable {MANIFEST} ({e}); run `ddspe2e preprocess --cache {}` first",
+                cache.display()
+            ),
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Cache {
+            path: path.clone(),
+            reason: format!("corrupt manifest: {e}"),
+        })?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(Error::Cache {
+                path,
+                reason: format!(
+                    "format version {} is not the supported {FORMAT_VERSION}; preprocess again",
+                    manifest.format_version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// The feature options where `config` differs from the cache's, as
+    /// `name: cache value -> requested value`.
+    pub fn feature_differences(&self, config: &Config) -> Vec<String> {
+        self.config
+            .feature_fingerprint()
+            .into_iter()
+            .zip(config.feature_fingerprint())
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((name, a), (_, b))| format!("{name}: cache {a}, requested {b}"))
+            .collect()
+    }
+}
+
+/// One chunk with its arrays.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    /// The manifest row.
+    pub entry: ChunkEntry,
+    /// `chunkSize` samples.
+    pub audio: Vec<f32>,
+    /// f0 per frame, Hz.
+    pub f0_hz: Vec<f32>,
+    /// Loudness per frame, dB.
+    pub loudness_db: Vec<f32>,
+    /// Voicing probability per frame.
+    pub voiced_prob: Vec<f32>,
+}
+
+/// A cache loaded into memory.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Every chunk, in manifest order.
+    pub chunks: Vec<Chunk>,
+}
+
+impl Dataset {
+    /// Open a cache for training with `config`. A cache made with other feature options is
+    /// refused with a message listing each option that differs.
+    pub fn open(dir: &Path, config: &Config) -> Result<Self> {
+        let manifest = Manifest::read(dir)?;
+        let diffs = manifest.feature_differences(config);
+        if !diffs.is_empty() {
+            return Err(Error::Cache {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "made with other feature options ({}); preprocess again or use the cache's \
+                     config (its manifest.json)",
+                    diffs.join("; ")
+                ),
+            });
+        }
+        Self::load(dir, manifest)
+    }
+
+    /// Open a cache with the options it was made with.
+    pub fn open_any(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::read(dir)?;
+        Self::load(dir, manifest)
+    }
+
+    fn load(dir: &Path, manifest: Manifest) -> Result<Self> {
+        let mut chunks = Vec::with_capacity(manifest.chunks.len());
+        let frames = manifest.config.frames_per_chunk();
+        let size = manifest.config.chunk_size;
+        for (si, source) in manifest.sources.iter().enumerate() {
+            let shard = preprocess::read_shard(&dir.join(&source.shard), size, frames)?;
+            for entry in manifest.chunks.iter().filter(|c| c.source == si) {
+                let row = entry.row;
+                if row >= shard.rows {
+                    return Err(Error::Cache {
+                        path: dir.join(&source.shard),
+                        reason: format!("chunk {} refers to missing row {row}", entry.id),
+                    });
+                }
+                chunks.push(Chunk {
+                    entry: entry.clone(),
+                    audio: shard.audio[row * size..(row + 1) * size].to_vec(),
+                    f0_hz: shard.f0_hz[row * frames..(row + 1) * frames].to_vec(),
+                    loudness_db: shard.loudness_db[row * frames..(row + 1) * frames].to_vec(),
+                    voiced_prob: shard.voiced_prob[row * frames..(row + 1) * frames].to_vec(),
+                });
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            chunks,
+        })
+    }
+
+    /// Indices of the chunks in a split.
+    pub fn indices(&self, split: Split) -> Vec<usize> {
+        (0..self.chunks.len())
+            .filter(|&i| self.chunks[i].entry.split == split)
+            .collect()
+    }
+}

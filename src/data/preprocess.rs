@@ -1,0 +1,443 @@
+//! Building a cache from a folder of recordings.
+
+use rayon::prelude::*;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{
+    ChunkEntry, FORMAT_VERSION, MANIFEST, Manifest, SkippedEntry, SourceEntry, Split, plan_chunks,
+};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::features::{self, audio};
+
+/// Progress of [`preprocess`], for a progress bar or a log.
+#[derive(Clone, Debug)]
+pub enum PreprocessEvent {
+    /// The scan found this many WAV files to process.
+    Started {
+        /// Files to process.
+        files: usize,
+    },
+    /// A file was done (or reused from an earlier run).
+    FileDone {
+        /// Path relative to the input folder.
+        path: String,
+        /// Chunks it contributed.
+        chunks: usize,
+        /// Whether its shard was reused.
+        reused: bool,
+    },
+    /// A file was skipped.
+    FileSkipped {
+        /// Path relative to the input folder.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a preprocessing run did.
+#[derive(Clone, Debug)]
+pub struct PreprocessReport {
+    /// The manifest written.
+    pub manifest: Manifest,
+    /// Files whose shards were reused from an earlier run.
+    pub reused: usize,
+    /// Seconds of audio analysed in this run (reused files excluded).
+    pub seconds_processed: f64,
+}
+
+/// Every `.wav` file (any letter case) under `dir`, recursively, in sorted order.
+pub fn scan_wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
+                walk(&path, out)?;
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+            {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    if !dir.is_dir() {
+        return Err(Error::Config(format!(
+            "input folder {} does not exist or is not a folder",
+            dir.display()
+        )));
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hash of the feature-affecting options: part of every shard's name.
+fn features_key(config: &Config) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in config.feature_fingerprint() {
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b";");
+    }
+    h.update(format!("format{FORMAT_VERSION}").as_bytes());
+    hex(&h.finalize())[..12].to_string()
+}
+
+/// Arrays of one shard.
+pub(super) struct Shard {
+    pub rows: usize,
+    pub audio: Vec<f32>,
+    pub f0_hz: Vec<f32>,
+    pub loudness_db: Vec<f32>,
+    pub voiced_prob: Vec<f32>,
+    pub chunks: Vec<ChunkEntry>,
+    /// Length of the resampled source, samples.
+    pub samples: usize,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> Result<()> {
+    let bufs = [
+        ("audio", f32_bytes(&shard.audio), chunk_size),
+        ("f0_hz", f32_bytes(&shard.f0_hz), frames),
+        ("loudness_db", f32_bytes(&shard.loudness_db), frames),
+        ("voiced_prob", f32_bytes(&shard.voiced_prob), frames),
+    ];
+    let views: Vec<(&str, TensorView)> = bufs
+        .iter()
+        .map(|(name, bytes, width)| {
+            TensorView::new(Dtype::F32, vec![shard.rows, *width], bytes)
+                .map(|v| (*name, v))
+                .map_err(|e| Error::Cache {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot encode {name}: {e}"),
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mut meta = HashMap::new();
+    meta.insert(
+        "chunks".to_string(),
+        serde_json::to_string(&shard.chunks).expect("chunk rows serialise"),
+    );
+    meta.insert("samples".to_string(), shard.samples.to_string());
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Cache {
+        path: path.to_path_buf(),
+        reason: format!("cannot encode shard: {e}"),
+    })?;
+    crate::io::write_atomic(path, &bytes)
+}
+
+/// Read and check a shard; any inconsistency is an error naming the file.
+pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Result<Shard> {
+    let bad = |reason: String| Error::Cache {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
+    let chunks: Vec<ChunkEntry> = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("chunks"))
+        .ok_or_else(|| bad("shard has no chunk metadata".into()))
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| bad(format!("bad chunk metadata: {e}")))
+        })?;
+    let samples = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("samples"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("shard has no source length".into()))?;
+    let rows = chunks.len();
+    let get = |name: &str, width: usize| -> Result<Vec<f32>> {
+        let t = st
+            .tensor(name)
+            .map_err(|e| bad(format!("missing {name}: {e}")))?;
+        if t.dtype() != Dtype::F32 || t.shape() != [rows, width] {
+            return Err(bad(format!(
+                "{name} has shape {:?} {:?}, expected [{rows}, {width}] F32",
+                t.shape(),
+                t.dtype()
+            )));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect())
+    };
+    Ok(Shard {
+        rows,
+        audio: get("audio", chunk_size)?,
+        f0_hz: get("f0_hz", frames)?,
+        loudness_db: get("loudness_db", frames)?,
+        voiced_prob: get("voiced_prob", frames)?,
+        chunks,
+        samples,
+    })
+}
+
+/// Analyse one file into a shard (source index filled in later).
+fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
+    let samples = audio::load_audio(path, config.sample_rate, config.normalize_to)?;
+    let n = samples.len();
+    let size = config.chunk_size;
+    let frames = config.frames_per_chunk();
+    let padded: Vec<f32> = if n < size {
+        let mut p = samples.clone();
+        p.resize(size, 0.0);
+        p
+    } else {
+        samples
+    };
+    let feats = features::extract(&padded, config);
+    let mut plan: Vec<(usize, Split, f32)> = plan_chunks(padded.len(), config, key)
+        .into_iter()
+        .map(|(o, s)| {
+            let c = &padded[o..o + size];
+            let rms = (c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / size as f64).sqrt();
+            (o, s, rms as f32)
+        })
+        .filter(|(_, _, rms)| *rms as f64 >= config.silence_rms)
+        .collect();
+    if let Some(max) = config.max_chunks_per_file
+        && plan.len() > max
+    {
+        let keep: Vec<usize> = (0..max).map(|i| i * plan.len() / max).collect();
+        plan = keep.into_iter().map(|i| plan[i]).collect();
+    }
+    let mut shard = Shard {
+        rows: plan.len(),
+        audio: Vec::with_capacity(plan.len() * size),
+        f0_hz: Vec::new(),
+        loudness_db: Vec::new(),
+        voiced_prob: Vec::new(),
+        chunks: Vec::new(),
+        samples: n,
+    };
+    for (row, (o, split, rms)) in plan.into_iter().enumerate() {
+        let f = feats.slice(o / config.frame_hop, frames);
+        let voiced = f
+            .voiced_prob
+            .iter()
+            .filter(|p| **p as f64 >= config.voiced_threshold)
+            .count() as f32
+            / frames as f32;
+        shard.audio.extend_from_slice(&padded[o..o + size]);
+        shard.f0_hz.extend_from_slice(&f.f0_hz);
+        shard.loudness_db.extend_from_slice(&f.loudness_db);
+        shard.voiced_prob.extend_from_slice(&f.voiced_prob);
+        shard.chunks.push(ChunkEntry {
+            id: String::new(),
+            source: 0,
+            offset: o,
+            split,
+            rms,
+            voiced_fraction: voiced,
+            row,
+        });
+    }
+    Ok(shard)
+}
+
+enum Outcome {
+    Done {
+        entry: SourceEntry,
+        chunks: Vec<ChunkEntry>,
+        reused: bool,
+    },
+    Skipped(SkippedEntry),
+}
+
+/// Turn every WAV file under `input` into cached chunks and features in `cache`.
+///
+/// Unusable files are skipped with a reason (reported through `on_event` and kept in the
+/// manifest); the run fails only when no file yields a chunk. Files whose shard from an earlier
+/// run with the same content and feature options is present are not analysed again.
+pub fn preprocess(
+    input: &Path,
+    cache: &Path,
+    config: &Config,
+    on_event: &(dyn Fn(PreprocessEvent) + Sync),
+) -> Result<PreprocessReport> {
+    config.validate()?;
+    let mut files = scan_wav_files(input)?;
+    if files.is_empty() {
+        return Err(Error::Config(format!(
+            "no .wav files found under {}",
+            input.display()
+        )));
+    }
+    if let Some(max) = config.max_files {
+        files.truncate(max);
+    }
+    std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
+    on_event(PreprocessEvent::Started { files: files.len() });
+    let fkey = features_key(config);
+    let size = config.chunk_size;
+    let frames = config.frames_per_chunk();
+
+    let outcomes: Vec<(Outcome, f64)> = files
+        .par_iter()
+        .map(|path| {
+            let rel = path
+                .strip_prefix(input)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let result = (|| -> Result<(Outcome, f64)> {
+                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                let sha = hex(&Sha256::digest(&bytes));
+                let shard_name = format!("chunks-{}-{fkey}.safetensors", &sha[..16]);
+                let shard_path = cache.join(&shard_name);
+                let key = u64::from_str_radix(&sha[..16], 16).unwrap_or(0);
+                let (shard, reused, seconds) = match read_shard(&shard_path, size, frames) {
+                    Ok(s) => (s, true, 0.0),
+                    Err(_) => {
+                        let s = analyse(path, config, key)?;
+                        write_shard(&shard_path, &s, size, frames)?;
+                        let secs = s.samples as f64 / config.sample_rate;
+                        (s, false, secs)
+                    }
+                };
+                let samples = shard.samples;
+                if shard.rows == 0 {
+                    return Ok((
+                        Outcome::Skipped(SkippedEntry {
+                            path: rel.clone(),
+                            reason: "no chunk above silenceRms".into(),
+                        }),
+                        seconds,
+                    ));
+                }
+                Ok((
+                    Outcome::Done {
+                        entry: SourceEntry {
+                            path: rel.clone(),
+                            size: bytes.len() as u64,
+                            sha256: sha,
+                            samples,
+                            shard: shard_name,
+                        },
+                        chunks: shard.chunks,
+                        reused,
+                    },
+                    seconds,
+                ))
+            })();
+            let outcome = result.unwrap_or_else(|e| {
+                let reason = match e {
+                    Error::Audio { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                (
+                    Outcome::Skipped(SkippedEntry {
+                        path: rel.clone(),
+                        reason,
+                    }),
+                    0.0,
+                )
+            });
+            match &outcome.0 {
+                Outcome::Done { chunks, reused, .. } => on_event(PreprocessEvent::FileDone {
+                    path: rel,
+                    chunks: chunks.len(),
+                    reused: *reused,
+                }),
+                Outcome::Skipped(s) => on_event(PreprocessEvent::FileSkipped {
+                    path: rel,
+                    reason: s.reason.clone(),
+                }),
+            }
+            outcome
+        })
+        .collect();
+
+    let mut manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+        config: config.clone(),
+        sources: Vec::new(),
+        skipped: Vec::new(),
+        chunks: Vec::new(),
+    };
+    let (mut reused_count, mut seconds) = (0, 0.0);
+    for (outcome, secs) in outcomes {
+        seconds += secs;
+        match outcome {
+            Outcome::Done {
+                entry,
+                chunks,
+                reused,
+            } => {
+                let si = manifest.sources.len();
+                reused_count += reused as usize;
+                for mut c in chunks {
+                    c.source = si;
+                    c.id = format!("{si}:{}", c.offset);
+                    manifest.chunks.push(c);
+                }
+                manifest.sources.push(entry);
+            }
+            Outcome::Skipped(s) => manifest.skipped.push(s),
+        }
+    }
+    if manifest.chunks.is_empty() {
+        let reasons: Vec<String> = manifest
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path, s.reason))
+            .collect();
+        return Err(Error::Config(format!(
+            "no usable audio under {} ({} file(s) skipped: {})",
+            input.display(),
+            manifest.skipped.len(),
+            reasons.join("; ")
+        )));
+    }
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    crate::io::write_atomic(&cache.join(MANIFEST), text.as_bytes())?;
+    remove_orphans(cache, &manifest);
+    Ok(PreprocessReport {
+        manifest,
+        reused: reused_count,
+        seconds_processed: seconds,
+    })
+}
+
+/// Delete shards and temporary files the new manifest does not reference.
+fn remove_orphans(cache: &Path, manifest: &Manifest) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let orphan_shard = name.starts_with("chunks-")
+            && name.ends_with(".safetensors")
+            && !manifest.sources.iter().any(|s| s.shard == name);
+        let stale_tmp = name.contains(".tmp");
+        if orphan_shard || stale_tmp {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

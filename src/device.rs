@@ -1,0 +1,166 @@
+//! Choosing the compute device at run time.
+//!
+//! Burn 0.22 picks its backend from the [`Device`] a tensor lives on; this module maps the
+//! user's `--device auto|wgpu|flex|cuda` onto one, and says which it chose.
+
+use burn::tensor::Device;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// The device a user asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// wgpu when a GPU adapter is found, else the pure-Rust CPU backend.
+    #[default]
+    Auto,
+    /// wgpu: Metal on macOS, Vulkan/GL elsewhere (cargo feature `wgpu`).
+    Wgpu,
+    /// Flex, the pure-Rust CPU backend (always built).
+    Flex,
+    /// CUDA device 0 (cargo feature `cuda`).
+    Cuda,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "wgpu" => Ok(Self::Wgpu),
+            "flex" | "cpu" => Ok(Self::Flex),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(Error::Device(format!(
+                "unknown device `{other}` (expected auto, wgpu, flex or cuda)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Wgpu => "wgpu",
+            Self::Flex => "flex",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+/// A resolved device and a human-readable description of it.
+#[derive(Clone, Debug)]
+pub struct SelectedDevice {
+    /// The device (without autodiff; call `.autodiff()` for training).
+    pub device: Device,
+    /// Which backend it is: `wgpu`, `flex` or `cuda`.
+    pub backend: DeviceChoice,
+    /// A description for logs and run metadata.
+    pub description: String,
+}
+
+/// Whether this build can reach a wgpu adapter that is a real GPU (not a CPU emulation).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_gpu_available() -> bool {
+    use burn::tensor::DeviceType;
+    std::panic::catch_unwind(|| {
+        Device::enumerate(DeviceType::Wgpu)
+            .into_iter()
+            .any(|d| !format!("{d:?}").contains("Cpu"))
+    })
+    .unwrap_or(false)
+}
+
+/// Whether this build can reach any wgpu adapter (a GPU or a CPU driver such as llvmpipe).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_available() -> bool {
+    use burn::tensor::DeviceType;
+    std::panic::catch_unwind(|| !Device::enumerate(DeviceType::Wgpu).is_empty()).unwrap_or(false)
+}
+
+/// Whether this build can reach a wgpu adapter (always `false` without the `wgpu` feature).
+#[cfg(not(feature = "wgpu"))]
+pub fn wgpu_available() -> bool {
+    false
+}
+
+/// Whether this build can reach a wgpu GPU (always `false` without the `wgpu` feature).
+#[cfg(not(feature = "wgpu"))]
+pub fn wgpu_gpu_available() -> bool {
+    false
+}
+
+/// Resolve a [`DeviceChoice`]; a device this build or machine lacks is an error, not a panic.
+pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
+    match choice {
+        DeviceChoice::Auto => {
+            if wgpu_gpu_available() {
+                select(DeviceChoice::Wgpu)
+            } else {
+                let mut d = select(DeviceChoice::Flex)?;
+                d.description = format!("{} (auto: no wgpu GPU adapter found)", d.description);
+                Ok(d)
+            }
+        }
+        DeviceChoice::Flex => Ok(SelectedDevice {
+            device: Device::flex(),
+            backend: DeviceChoice::Flex,
+            description: "flex (pure-Rust CPU)".into(),
+        }),
+        DeviceChoice::Wgpu => select_wgpu(),
+        DeviceChoice::Cuda => select_cuda(),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn select_wgpu() -> Result<SelectedDevice> {
+    use burn::tensor::DeviceType;
+    let found = std::panic::catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_iter().next())
+        .ok()
+        .flatten();
+    match found {
+        Some(device) => Ok(SelectedDevice {
+            description: format!("wgpu ({device:?})"),
+            device,
+            backend: DeviceChoice::Wgpu,
+        }),
+        None => Err(Error::Device(
+            "wgpu was requested but no wgpu adapter (Metal/Vulkan/GL) was found on this machine"
+                .into(),
+        )),
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn select_wgpu() -> Result<SelectedDevice> {
+    Err(Error::Device(
+        "wgpu was requested but this build lacks the `wgpu` cargo feature".into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn select_cuda() -> Result<SelectedDevice> {
+    use burn::tensor::DeviceType;
+    let found = std::panic::catch_unwind(|| Device::enumerate(DeviceType::Cuda).into_iter().next())
+        .ok()
+        .flatten();
+    match found {
+        Some(device) => Ok(SelectedDevice {
+            description: format!("cuda ({device:?})"),
+            device,
+            backend: DeviceChoice::Cuda,
+        }),
+        None => Err(Error::Device(
+            "cuda was requested but no CUDA device was found".into(),
+        )),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn select_cuda() -> Result<SelectedDevice> {
+    Err(Error::Device(
+        "cuda was requested but this build lacks the `cuda` cargo feature (cargo build --features cuda)"
+            .into(),
+    ))
+}

@@ -1,0 +1,521 @@
+//! Core ops against references computed from the published formulas in `f64`, and gradients
+//! against finite differences.
+
+use super::*;
+use crate::testing::{assert_close, check_gradient, convolve_naive, rand_vec};
+use burn::tensor::Device;
+use std::f64::consts::PI;
+
+fn flex() -> Device {
+    Device::flex()
+}
+
+#[test]
+fn exp_sigmoid_matches_formula() {
+    let xs = [-20.0f32, -5.0, -1.0, 0.0, 0.5, 3.0, 12.0];
+    let out = to_vec(exp_sigmoid(from_vec(xs.to_vec(), [xs.len()], &flex())));
+    let reference: Vec<f64> = xs
+        .iter()
+        .map(|&x| {
+            let s = 1.0 / (1.0 + (-(x as f64)).exp());
+            2.0 * s.powf(10f64.ln()) + 1e-7
+        })
+        .collect();
+    assert_close(&out, &reference, 1e-5, "exp_sigmoid");
+    // Saturates at max_value + threshold.
+    assert!((out[6] - 2.0).abs() < 1e-4);
+}
+
+#[test]
+fn midi_conversions_match_formula() {
+    let hz = [0.0f32, 110.0, 261.6256, 440.0, 880.0, 1975.5];
+    let midi = to_vec(hz_to_midi(from_vec(hz.to_vec(), [6], &flex())));
+    let reference: Vec<f64> = hz
+        .iter()
+        .map(|&f| {
+            if f <= 0.0 {
+                0.0
+            } else {
+                69.0 + 12.0 * (f as f64 / 440.0).log2()
+            }
+        })
+        .collect();
+    assert_close(&midi, &reference, 1e-5, "hz_to_midi");
+    assert!((midi[3] - 69.0).abs() < 1e-5 && (midi[4] - 81.0).abs() < 1e-4);
+    let back = to_vec(midi_to_hz(from_vec(midi[1..].to_vec(), [5], &flex())));
+    assert_close(
+        &back,
+        &[110.0, 261.6256, 440.0, 880.0, 1975.5],
+        1e-5,
+        "midi_to_hz",
+    );
+    assert!((midi_to_hz_f64(hz_to_midi_f64(523.25)) - 523.25).abs() < 1e-9);
+    let scaled = to_vec(scale_f0(from_vec(vec![440.0], [1], &flex())));
+    assert!((scaled[0] - 69.0 / 127.0).abs() < 1e-6);
+    let ld = to_vec(scale_loudness(from_vec(
+        vec![-80.0, -40.0, 0.0],
+        [3],
+        &flex(),
+    )));
+    assert_close(&ld, &[0.0, 0.5, 1.0], 1e-6, "scale_loudness");
+}
+
+#[test]
+fn normalize_harmonics_masks_at_nyquist_and_sums_to_one() {
+    // f0 1000 Hz at 16 kHz: harmonics 8 (= 8000 Hz, Nyquist) and above are removed.
+    let k = 10;
+    let dist = rand_vec(2 * k, 1, 0.1, 1.0);
+    let f0 = vec![1000.0f32, 450.0];
+    let out = to_vec(normalize_harmonics(
+        from_vec(dist.clone(), [1, 2, k], &flex()),
+        from_vec(f0.clone(), [1, 2], &flex()),
+        16000.0,
+    ));
+    for frame in 0..2 {
+        let keep: Vec<bool> = (1..=k).map(|h| (h as f32) * f0[frame] < 8000.0).collect();
+        let total: f64 = (0..k)
+            .filter(|&h| keep[h])
+            .map(|h| dist[frame * k + h] as f64)
+            .sum();
+        let reference: Vec<f64> = (0..k)
+            .map(|h| {
+                if keep[h] {
+                    dist[frame * k + h] as f64 / total
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_close(
+            &out[frame * k..(frame + 1) * k],
+            &reference,
+            1e-6,
+            "normalize",
+        );
+    }
+    assert_eq!(
+        out[7], 0.0,
+        "harmonic 8 of 1000 Hz sits at Nyquist and must be removed"
+    );
+}
+
+#[test]
+fn linear_upsampling_interpolates_between_frame_centres() {
+    let x = from_vec(vec![0.0, 1.0, 3.0], [1, 3, 1], &flex());
+    let out = to_vec(upsample(x, 4, AmpResample::Linear));
+    let reference = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.0, 3.0, 3.0];
+    assert_close(&out, &reference, 1e-6, "linear upsample");
+}
+
+#[test]
+fn window_upsampling_equals_overlap_added_hann_windows() {
+    // DDSP upsample_with_windows: hold the last frame once more, place a periodic Hann window
+    // of 2*hop on every frame, overlap-add with hop, trim hop on both sides.
+    let (frames, hop) = (5, 8);
+    let x = rand_vec(frames * 2, 3, -1.0, 1.0);
+    let out = to_vec(upsample(
+        from_vec(x.clone(), [1, frames, 2], &flex()),
+        hop,
+        AmpResample::Window,
+    ));
+    for ch in 0..2 {
+        let mut held: Vec<f64> = (0..frames).map(|i| x[i * 2 + ch] as f64).collect();
+        held.push(held[frames - 1]);
+        let win: Vec<f64> = (0..2 * hop)
+            .map(|m| 0.5 - 0.5 * (2.0 * PI * m as f64 / (2 * hop) as f64).cos())
+            .collect();
+        let mut ola = vec![0.0; (held.len() - 1) * hop + 2 * hop];
+        for (i, v) in held.iter().enumerate() {
+            for (m, w) in win.iter().enumerate() {
+                ola[i * hop + m] += v * w;
+            }
+        }
+        let reference = &ola[hop..hop + frames * hop];
+        let got: Vec<f32> = (0..frames * hop).map(|n| out[n * 2 + ch]).collect();
+        assert_close(&got, reference, 1e-5, "window upsample");
+    }
+}
+
+#[test]
+fn wrapped_cumsum_keeps_precision_over_minutes() {
+    // Two minutes at 16 kHz of a ~1 kHz tone, in cycles per sample: the plain f32 cumsum would
+    // reach 120000 cycles and lose ~0.01 cycles of precision.
+    let n = 16000 * 120;
+    let x = rand_vec(n, 5, 0.05, 0.07);
+    let out = to_vec(wrapped_cumsum(from_vec(x.clone(), [1, n], &flex())));
+    let mut acc = 0.0f64;
+    let mut naive = 0.0f32;
+    let (mut worst, mut worst_naive) = (0.0f64, 0.0f64);
+    let wrap_dist = |a: f64, b: f64| {
+        let d = (a - b).rem_euclid(1.0);
+        d.min(1.0 - d)
+    };
+    for (i, v) in x.iter().enumerate() {
+        acc += *v as f64;
+        naive += *v;
+        worst = worst.max(wrap_dist(out[i] as f64, acc));
+        worst_naive = worst_naive.max(wrap_dist(naive as f64, acc));
+    }
+    // 1e-3 cycles is 0.006 rad of phase: inaudible. A plain f32 running sum is far off.
+    assert!(worst < 1e-3, "wrapped cumsum drifted by {worst} cycles");
+    assert!(
+        worst_naive > 10.0 * worst,
+        "naive {worst_naive} vs wrapped {worst}"
+    );
+    assert!(out.iter().all(|v| (0.0..1.0).contains(v)));
+}
+
+#[test]
+fn oscillator_bank_matches_direct_sum_of_sines() {
+    let (n, sr) = (2000, 16000.0);
+    let freqs = [440.0f32, 1234.5, 9000.0]; // the last one is above Nyquist: silent
+    let amps = [0.5f32, 0.25, 1.0];
+    let f: Vec<f32> = (0..n).flat_map(|_| freqs).collect();
+    let a: Vec<f32> = (0..n).flat_map(|_| amps).collect();
+    let out = to_vec(oscillator_bank(
+        from_vec(f, [1, n, 3], &flex()),
+        from_vec(a, [1, n, 3], &flex()),
+        sr,
+    ));
+    let reference: Vec<f64> = (0..n)
+        .map(|i| {
+            (0..2)
+                .map(|k| amps[k] as f64 * (2.0 * PI * freqs[k] as f64 * (i + 1) as f64 / sr).sin())
+                .sum()
+        })
+        .collect();
+    assert_close(&out, &reference, 1e-4, "oscillator bank");
+}
+
+#[test]
+fn harmonic_synthesis_equals_oscillator_bank_on_upsampled_envelopes() {
+    let (b, frames, k, hop, sr) = (2, 12, 5, 32, 16000.0);
+    let f0: Vec<f32> = rand_vec(b * frames, 7, 200.0, 2500.0);
+    let amps = rand_vec(b * frames * k, 8, 0.0, 1.0);
+    let device = flex();
+    for method in [AmpResample::Linear, AmpResample::Window] {
+        let f0_t = from_vec(f0.clone(), [b, frames], &device);
+        let amps_t = from_vec(amps.clone(), [b, frames, k], &device);
+        let fast = to_vec(harmonic_synthesis(
+            f0_t.clone(),
+            amps_t.clone(),
+            hop,
+            sr,
+            method,
+        ));
+        let freq_env = upsample(f0_t.unsqueeze_dim::<3>(2), hop, AmpResample::Linear)
+            * harmonic_numbers(k, &device);
+        let amp_env = upsample(amps_t, hop, method);
+        let general = to_vec(oscillator_bank(freq_env, amp_env, sr));
+        let general: Vec<f64> = general.iter().map(|&v| v as f64).collect();
+        assert_close(&fast, &general, 2e-4, "harmonic vs oscillator bank");
+    }
+}
+
+fn magnitude_spectrum(x: &[f32]) -> Vec<f64> {
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(x.len());
+    let mut input: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // 4-term Blackman-Harris: sidelobes below -92 dB, main lobe +-4 bins.
+            let t = 2.0 * PI * i as f64 / x.len() as f64;
+            let w =
+                0.35875 - 0.48829 * t.cos() + 0.14128 * (2.0 * t).cos() - 0.01168 * (3.0 * t).cos();
+            *v as f64 * w
+        })
+        .collect();
+    let mut out = fft.make_output_vec();
+    fft.process(&mut input, &mut out).unwrap();
+    out.iter().map(|c| c.norm()).collect()
+}
+
+#[test]
+fn pure_sine_peaks_at_its_frequency() {
+    let (frames, hop, sr) = (250, 64, 16000.0);
+    let n = frames * hop;
+    let f0 = from_vec(vec![440.0; frames], [1, frames], &flex());
+    let amps = from_vec(vec![0.5; frames], [1, frames, 1], &flex());
+    let audio = to_vec(harmonic_synthesis(f0, amps, hop, sr, AmpResample::Linear));
+    let spec = magnitude_spectrum(&audio);
+    let peak = spec
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.partial_cmp(b.1).unwrap())
+        .unwrap()
+        .0;
+    let bin_hz = sr / n as f64;
+    assert!(
+        (peak as f64 * bin_hz - 440.0).abs() <= bin_hz,
+        "peak at {} Hz",
+        peak as f64 * bin_hz
+    );
+}
+
+#[test]
+fn no_energy_from_harmonics_above_nyquist() {
+    let (frames, hop, sr) = (128, 64, 16000.0);
+    let n = frames * hop;
+    let bin_hz = sr / n as f64;
+    for &f0 in &[1234.5f64, 3000.0, 5100.0, 7900.0] {
+        for &k in &[1usize, 7, 60] {
+            let f0_t = from_vec(vec![f0 as f32; frames], [1, frames], &flex());
+            let amps = from_vec(vec![1.0 / k as f32; frames * k], [1, frames, k], &flex());
+            let audio = to_vec(harmonic_synthesis(f0_t, amps, hop, sr, AmpResample::Linear));
+            let spec = magnitude_spectrum(&audio);
+            let allowed: Vec<f64> = (1..=k)
+                .map(|h| h as f64 * f0)
+                .filter(|f| *f < sr / 2.0)
+                .collect();
+            let total: f64 = spec.iter().map(|m| m * m).sum();
+            let stray: f64 = spec
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    let hz = *i as f64 * bin_hz;
+                    allowed.iter().all(|a| (hz - a).abs() > 8.0 * bin_hz)
+                })
+                .map(|(_, m)| m * m)
+                .sum();
+            assert!(
+                stray <= 1e-6 * total.max(1e-12),
+                "f0 {f0} Hz, {k} harmonics: {:.3e} of the energy lies off the audible harmonics",
+                stray / total
+            );
+        }
+    }
+}
+
+/// Zero-phase IR by a direct inverse DFT of the Hermitian-extended magnitudes, then the Hann
+/// window and causal shift, written independently of `fir_design_matrix`.
+fn reference_fir(mags: &[f64], window: usize) -> Vec<f64> {
+    let m = mags.len();
+    let p = 2 * (m - 1);
+    let full: Vec<f64> = (0..p)
+        .map(|k| if k < m { mags[k] } else { mags[p - k] })
+        .collect();
+    let h0: Vec<f64> = (0..p)
+        .map(|n| {
+            (0..p)
+                .map(|k| full[k] * (2.0 * PI * (k * n) as f64 / p as f64).cos())
+                .sum::<f64>()
+                / p as f64
+        })
+        .collect();
+    let w = if window == 0 || window > p { p } else { window };
+    let c = w / 2;
+    (0..w)
+        .map(|j| {
+            let hann = 0.5 - 0.5 * (2.0 * PI * j as f64 / w as f64).cos();
+            let idx = (j as isize - c as isize).rem_euclid(p as isize) as usize;
+            hann * h0[idx]
+        })
+        .collect()
+}
+
+#[test]
+fn frequency_impulse_response_matches_inverse_dft() {
+    for &(m, window) in &[(9usize, 0usize), (15, 0), (65, 0), (65, 33)] {
+        let mags = rand_vec(m * 2, m as u64, 0.0, 1.0);
+        let out = to_vec(frequency_impulse_response(
+            from_vec(mags.clone(), [1, 2, m], &flex()),
+            window,
+        ));
+        let w = fir_window_size(m, window);
+        for frame in 0..2 {
+            let mf: Vec<f64> = mags[frame * m..(frame + 1) * m]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let reference = reference_fir(&mf, window);
+            assert_close(
+                &out[frame * w..(frame + 1) * w],
+                &reference,
+                1e-5,
+                "fir design",
+            );
+        }
+    }
+}
+
+#[test]
+fn frequency_impulse_response_agrees_with_burn_irfft() {
+    // For a power-of-two period the zero-phase response is burn's irfft, rolled to the centre.
+    let m = 33; // period 64
+    let mags = rand_vec(m, 11, 0.0, 1.0);
+    let device = flex();
+    let t = from_vec(mags.clone(), [1, m], &device);
+    let h0 = to_vec(burn::signal::irfft(t.clone(), t.zeros_like(), 1, None));
+    let ours = to_vec(frequency_impulse_response(t.reshape([1, 1, m]), 0));
+    let p = 64;
+    for j in 0..p {
+        let hann = 0.5 - 0.5 * (2.0 * PI * j as f64 / p as f64).cos();
+        let expected = hann * h0[(j + p - p / 2) % p] as f64;
+        assert!((ours[j] as f64 - expected).abs() < 1e-5, "tap {j}");
+    }
+}
+
+#[test]
+fn frame_convolve_matches_direct_convolution() {
+    let (b, f, hop, l) = (2, 6, 16, 11);
+    let audio = rand_vec(b * f * hop, 21, -1.0, 1.0);
+    let irs = rand_vec(b * f * l, 22, -1.0, 1.0);
+    let delay = 5;
+    let out = to_vec(frame_convolve(
+        from_vec(audio.clone(), [b, f * hop], &flex()),
+        from_vec(irs.clone(), [b, f, l], &flex()),
+        delay,
+    ));
+    let n = f * hop;
+    for bi in 0..b {
+        let mut full = vec![0.0f64; n + l - 1];
+        for fi in 0..f {
+            let x: Vec<f64> = (0..hop)
+                .map(|i| audio[bi * n + fi * hop + i] as f64)
+                .collect();
+            let h: Vec<f64> = (0..l).map(|i| irs[(bi * f + fi) * l + i] as f64).collect();
+            for (i, v) in convolve_naive(&x, &h).into_iter().enumerate() {
+                full[fi * hop + i] += v;
+            }
+        }
+        assert_close(
+            &out[bi * n..(bi + 1) * n],
+            &full[delay..delay + n],
+            1e-5,
+            "frame convolve",
+        );
+    }
+}
+
+#[test]
+fn fft_convolve_matches_direct_convolution() {
+    let (b, n, l) = (2, 300, 77);
+    let audio = rand_vec(b * n, 31, -1.0, 1.0);
+    let ir = rand_vec(l, 32, -1.0, 1.0);
+    let out = to_vec(fft_convolve(
+        from_vec(audio.clone(), [b, n], &flex()),
+        from_vec(ir.clone(), [1, l], &flex()),
+        0,
+    ));
+    let h: Vec<f64> = ir.iter().map(|&v| v as f64).collect();
+    for bi in 0..b {
+        let x: Vec<f64> = audio[bi * n..(bi + 1) * n]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let full = convolve_naive(&x, &h);
+        assert_close(&out[bi * n..(bi + 1) * n], &full[..n], 1e-5, "fft convolve");
+    }
+}
+
+#[test]
+fn flat_response_filter_is_identity() {
+    let (f, hop, m) = (10, 64, 65);
+    let audio = rand_vec(f * hop, 41, -1.0, 1.0);
+    let irs = frequency_impulse_response(from_vec(vec![1.0; f * m], [1, f, m], &flex()), 0);
+    let out = to_vec(frame_convolve(
+        from_vec(audio.clone(), [1, f * hop], &flex()),
+        irs,
+        fir_window_size(m, 0) / 2,
+    ));
+    let reference: Vec<f64> = audio.iter().map(|&v| v as f64).collect();
+    assert_close(&out, &reference, 1e-5, "flat filter");
+}
+
+#[test]
+fn overlap_add_matches_manual_sum() {
+    let (f, l, hop) = (4, 7, 3);
+    let frames = rand_vec(f * l, 51, -1.0, 1.0);
+    let out = to_vec(overlap_add(
+        from_vec(frames.clone(), [1, f, l], &flex()),
+        hop,
+    ));
+    let mut reference = vec![0.0f64; (f - 1) * hop + l];
+    for i in 0..f {
+        for j in 0..l {
+            reference[i * hop + j] += frames[i * l + j] as f64;
+        }
+    }
+    assert_close(&out, &reference, 1e-6, "overlap-add");
+}
+
+#[test]
+fn gradients_of_exp_sigmoid_and_normalize_match_finite_differences() {
+    let x0 = rand_vec(12, 61, -3.0, 3.0);
+    let w = rand_vec(12, 62, -1.0, 1.0);
+    check_gradient(
+        |x: Tensor<3>| {
+            let device = x.device();
+            let f0 = from_vec(vec![700.0, 2100.0], [1, 2], &device);
+            let y = normalize_harmonics(exp_sigmoid(x), f0, 16000.0);
+            (y * from_vec(w.clone(), [1, 2, 6], &device))
+                .sum()
+                .reshape([1])
+        },
+        &x0,
+        [1, 2, 6],
+        &(0..12).collect::<Vec<_>>(),
+        1e-2,
+        2e-2,
+    );
+}
+
+#[test]
+fn gradients_of_harmonic_synthesis_match_finite_differences() {
+    let (frames, k, hop) = (4, 3, 16);
+    let weights = rand_vec(frames * hop, 71, -1.0, 1.0);
+    let amps0 = rand_vec(frames * k, 72, 0.1, 1.0);
+    let loss = |audio: Tensor<2>| {
+        let device = audio.device();
+        (audio * from_vec(weights.clone(), [1, frames * hop], &device))
+            .sum()
+            .reshape([1])
+    };
+    // With respect to amplitudes (linear, so differences are exact up to f32 rounding).
+    check_gradient(
+        |a: Tensor<3>| {
+            let f0 = from_vec(vec![300.0, 320.0, 310.0, 305.0], [1, frames], &a.device());
+            loss(harmonic_synthesis(f0, a, hop, 16000.0, AmpResample::Window))
+        },
+        &amps0,
+        [1, frames, k],
+        &(0..frames * k).collect::<Vec<_>>(),
+        1e-2,
+        1e-2,
+    );
+    // With respect to f0 (through the phase accumulation).
+    check_gradient(
+        |f0: Tensor<2>| {
+            let a = from_vec(amps0.clone(), [1, frames, k], &f0.device());
+            loss(harmonic_synthesis(f0, a, hop, 16000.0, AmpResample::Linear))
+        },
+        &[300.0, 320.0, 310.0, 305.0],
+        [1, frames],
+        &[0, 1, 2, 3],
+        5e-2,
+        2e-2,
+    );
+}
+
+#[test]
+fn gradients_of_filtering_match_finite_differences() {
+    let (f, hop, m) = (3, 16, 9);
+    let audio = rand_vec(f * hop, 81, -1.0, 1.0);
+    let weights = rand_vec(f * hop, 82, -1.0, 1.0);
+    check_gradient(
+        |mags: Tensor<3>| {
+            let device = mags.device();
+            let irs = frequency_impulse_response(mags, 0);
+            let y = frame_convolve(from_vec(audio.clone(), [1, f * hop], &device), irs, 8);
+            (y * from_vec(weights.clone(), [1, f * hop], &device))
+                .sum()
+                .reshape([1])
+        },
+        &rand_vec(f * m, 83, 0.0, 1.0),
+        [1, f, m],
+        &(0..f * m).step_by(2).collect::<Vec<_>>(),
+        1e-2,
+        1e-2,
+    );
+}

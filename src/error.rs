@@ -1,0 +1,62 @@
+//! The library's error type.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in `ddsp`, with the file or option concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value or file is invalid; the message names the option.
+    #[error("{0}")]
+    Config(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An audio file cannot be used.
+    #[error("{path}: {reason}")]
+    Audio {
+        /// The file concerned.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A feature cache is missing, corrupt or made with another configuration.
+    #[error("cache {path}: {reason}")]
+    Cache {
+        /// The cache directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint is missing, corrupt or does not match the model.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A requested compute device is not available in this build or on this machine.
+    #[error("device: {0}")]
+    Device(String),
+    /// Training could not go on (for example repeated non-finite losses).
+    #[error("training: {0}")]
+    Training(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

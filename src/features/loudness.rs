@@ -1,0 +1,82 @@
+//! A-weighted loudness in dB, as magenta `ddsp.spectral_ops.compute_loudness`.
+
+use realfft::RealFftPlanner;
+use std::f64::consts::PI;
+
+/// Floor of the loudness scale, dB (DDSP's `range_db` with reference 0 dB).
+pub const LOUDNESS_FLOOR_DB: f64 = -80.0;
+
+/// A-weighting in dB at `freq` Hz (IEC 61672, librosa's constants), floored at -80 dB.
+pub fn a_weighting_db(freq: f64) -> f64 {
+    let f2 = freq * freq;
+    let c = [
+        12194.217f64.powi(2),
+        20.598997f64.powi(2),
+        107.65265f64.powi(2),
+        737.86223f64.powi(2),
+    ];
+    if f2 <= 0.0 {
+        return LOUDNESS_FLOOR_DB;
+    }
+    let w = 2.0
+        + 20.0
+            * (c[0].log10() + 2.0 * f2.log10()
+                - (f2 + c[0]).log10()
+                - (f2 + c[1]).log10()
+                - 0.5 * (f2 + c[2]).log10()
+                - 0.5 * (f2 + c[3]).log10());
+    w.max(LOUDNESS_FLOOR_DB)
+}
+
+/// Linear power weights `10^(A(f)/10)` for the `n_fft/2 + 1` bins of an FFT.
+pub fn a_weighting_power(n_fft: usize, sample_rate: f64) -> Vec<f64> {
+    (0..=n_fft / 2)
+        .map(|k| 10f64.powf(a_weighting_db(k as f64 * sample_rate / n_fft as f64) / 10.0))
+        .collect()
+}
+
+/// Number of frames centred every `hop` samples over `n` samples: `1 + n / hop`.
+pub fn centred_frame_count(n: usize, hop: usize) -> usize {
+    1 + n / hop
+}
+
+/// Loudness in dB of frames centred on samples `0, hop, 2*hop, ...` (`1 + n / hop` frames).
+///
+/// Each frame is `n_fft` samples of the signal zero-padded by `n_fft / 2` on both sides, times a
+/// periodic Hann window; its power spectrum is A-weighted, averaged over bins, converted with
+/// `10 * log10(max(p, 1e-10))` (reference 0 dB) and floored at -80 dB.
+pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usize) -> Vec<f32> {
+    let frames = centred_frame_count(audio.len(), hop);
+    let weights = a_weighting_power(n_fft, sample_rate);
+    let window: Vec<f64> = (0..n_fft)
+        .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n_fft as f64).cos())
+        .collect();
+    let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
+    let mut input = fft.make_input_vec();
+    let mut spectrum = fft.make_output_vec();
+    let mut scratch = fft.make_scratch_vec();
+    let half = (n_fft / 2) as isize;
+    (0..frames)
+        .map(|i| {
+            let start = (i * hop) as isize - half;
+            for (j, slot) in input.iter_mut().enumerate() {
+                let idx = start + j as isize;
+                let x = if idx >= 0 && (idx as usize) < audio.len() {
+                    audio[idx as usize] as f64
+                } else {
+                    0.0
+                };
+                *slot = x * window[j];
+            }
+            fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .expect("fft sizes match");
+            let power: f64 = spectrum
+                .iter()
+                .zip(&weights)
+                .map(|(c, w)| c.norm_sqr() * w)
+                .sum::<f64>()
+                / spectrum.len() as f64;
+            (10.0 * power.max(1e-10).log10()).max(LOUDNESS_FLOOR_DB) as f32
+        })
+        .collect()
+}

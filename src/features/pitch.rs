@@ -1,0 +1,578 @@
+//! Probabilistic YIN (pYIN, Mauch & Dixon 2014) f0 tracking with Viterbi smoothing.
+//!
+//! Per frame: the YIN cumulative-mean-normalised difference function (computed with FFTs),
+//! its troughs scored against 100 thresholds drawn from a Beta(2, 8) prior with a Boltzmann
+//! preference for shorter periods; the candidates (parabolically refined periods) become the
+//! observation probabilities of an HMM over 10-cent pitch bins times {voiced, unvoiced},
+//! decoded with Viterbi under a triangular pitch-transition band (at most 35.92 octaves/s) and
+//! a 1% voicing switch probability. The decoded pitch is then refined to the exact candidate
+//! frequency in its bin, and unvoiced frames get an f0 interpolated (in MIDI) between the
+//! neighbouring voiced frames, so f0 is finite and positive everywhere.
+//!
+//! Frames are centred: frame `i` is centred on sample `i * hop` (zero padding at both ends),
+//! the same alignment as [`super::loudness::compute_loudness`].
+
+use realfft::RealFftPlanner;
+use realfft::num_complex::Complex;
+
+/// Tracker parameters.
+#[derive(Clone, Debug)]
+pub struct PitchConfig {
+    /// Sample rate, Hz.
+    pub sample_rate: f64,
+    /// Samples between frames.
+    pub hop: usize,
+    /// Lowest f0, Hz.
+    pub min_f0: f64,
+    /// Highest f0, Hz.
+    pub max_f0: f64,
+    /// Minimum analysis frame length, samples (raised when `min_f0` needs more).
+    pub frame_length: usize,
+    /// Pitch-bin resolution in semitones (0.1 = 10-cent bins).
+    pub resolution: f64,
+    /// Largest pitch change the HMM allows, octaves per second.
+    pub max_transition_rate: f64,
+    /// Probability of switching between voiced and unvoiced per frame.
+    pub switch_prob: f64,
+    /// Probability mass given to the global minimum when no trough is below a threshold.
+    pub no_trough_prob: f64,
+    /// Frames quieter than this RMS are unvoiced whatever the YIN analysis says.
+    pub silence_rms: f64,
+    /// Voicing probability at or above which a frame counts as voiced.
+    pub voiced_threshold: f64,
+}
+
+impl PitchConfig {
+    /// pYIN's published defaults for the given rate, hop and range.
+    pub fn new(sample_rate: f64, hop: usize, min_f0: f64, max_f0: f64) -> Self {
+        Self {
+            sample_rate,
+            hop,
+            min_f0,
+            max_f0,
+            frame_length: 1024,
+            resolution: 0.1,
+            max_transition_rate: 35.92,
+            switch_prob: 0.01,
+            no_trough_prob: 0.01,
+            silence_rms: 1e-4,
+            voiced_threshold: 0.3,
+        }
+    }
+}
+
+/// The tracker's output, one value per frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PitchTrack {
+    /// f0 in Hz, finite and positive on every frame (interpolated through unvoiced frames).
+    pub f0_hz: Vec<f32>,
+    /// Probability that the frame is voiced, in `[0, 1]`: pYIN's observation probability,
+    /// capped just below `voiced_threshold` where the Viterbi path is unvoiced.
+    pub voiced_prob: Vec<f32>,
+}
+
+const N_THRESHOLDS: usize = 100;
+/// Threshold prior Beta(2, 8): mean 0.2, the most lenient of the pYIN paper's three priors
+/// (means 0.10, 0.15, 0.20); it keeps decaying and breathy notes voiced.
+const BETA_A: u32 = 2;
+const BETA_B: u32 = 8;
+const BOLTZMANN: f64 = 2.0;
+
+/// Regularised incomplete beta `I_x(a, b)` for integer `a, b` (binomial-sum form).
+fn beta_cdf(x: f64, a: u32, b: u32) -> f64 {
+    let n = a + b - 1;
+    let mut sum = 0.0;
+    let mut binom = 1.0f64; // C(n, 0)
+    for j in 0..=n {
+        if j >= a {
+            sum += binom * x.powi(j as i32) * (1.0 - x).powi((n - j) as i32);
+        }
+        binom = binom * (n - j) as f64 / (j + 1) as f64;
+    }
+    sum
+}
+
+/// Probability of each threshold interval `[k/100, (k+1)/100)` under Beta(2, 18).
+fn threshold_probs() -> Vec<f64> {
+    (0..N_THRESHOLDS)
+        .map(|k| {
+            beta_cdf((k + 1) as f64 / N_THRESHOLDS as f64, BETA_A, BETA_B)
+                - beta_cdf(k as f64 / N_THRESHOLDS as f64, BETA_A, BETA_B)
+        })
+        .collect()
+}
+
+/// Boltzmann pmf `(1 - e^-l) e^(-l k) / (1 - e^(-l n))`, `k` in `0..n`.
+fn boltzmann_pmf(k: usize, n: usize) -> f64 {
+    let l = BOLTZMANN;
+    (1.0 - (-l).exp()) * (-l * k as f64).exp() / (1.0 - (-l * n as f64).exp())
+}
+
+struct Yin {
+    frame_length: usize,
+    win: usize,
+    min_period: usize,
+    max_period: usize,
+    fft_len: usize,
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f64>>,
+    ifft: std::sync::Arc<dyn realfft::ComplexToReal<f64>>,
+}
+
+impl Yin {
+    fn new(config: &PitchConfig) -> Self {
+        let sr = config.sample_rate;
+        let need = 2 * ((sr / config.min_f0).ceil() as usize + 2);
+        let frame_length = config.frame_length.max(need).next_multiple_of(2);
+        let win = frame_length / 2;
+        let min_period = ((sr / config.max_f0).floor() as usize).max(2);
+        let max_period = ((sr / config.min_f0).ceil() as usize).min(frame_length - win - 2);
+        let fft_len = (frame_length + win).next_power_of_two();
+        let mut planner = RealFftPlanner::<f64>::new();
+        Self {
+            frame_length,
+            win,
+            min_period,
+            max_period,
+            fft_len,
+            fft: planner.plan_fft_forward(fft_len),
+            ifft: planner.plan_fft_inverse(fft_len),
+        }
+    }
+
+    /// CMNDF `d'(tau)` for `tau` in `0..=max_period + 1`.
+    fn cmndf(&self, x: &[f64]) -> Vec<f64> {
+        let n = self.fft_len;
+        let mut a = vec![0.0; n];
+        a[..x.len()].copy_from_slice(x);
+        let mut b = vec![0.0; n];
+        b[..self.win].copy_from_slice(&x[..self.win]);
+        let mut fa = self.fft.make_output_vec();
+        let mut fb = self.fft.make_output_vec();
+        self.fft.process(&mut a, &mut fa).expect("fft length");
+        self.fft.process(&mut b, &mut fb).expect("fft length");
+        let mut prod: Vec<Complex<f64>> = fa.iter().zip(&fb).map(|(p, q)| p * q.conj()).collect();
+        prod[0].im = 0.0;
+        if let Some(last) = prod.last_mut() {
+            last.im = 0.0;
+        }
+        let mut r = vec![0.0; n];
+        self.ifft.process(&mut prod, &mut r).expect("ifft length");
+        let mut sq = vec![0.0; x.len() + 1];
+        for (i, v) in x.iter().enumerate() {
+            sq[i + 1] = sq[i] + v * v;
+        }
+        let e0 = sq[self.win];
+        let top = self.max_period + 1;
+        let mut d = vec![0.0; top + 1];
+        for (tau, slot) in d.iter_mut().enumerate().skip(1) {
+            let e_tau = sq[tau + self.win] - sq[tau];
+            *slot = (e0 + e_tau - 2.0 * r[tau] / n as f64).max(0.0);
+        }
+        let mut out = vec![1.0; top + 1];
+        let mut running = 0.0;
+        for tau in 1..=top {
+            running += d[tau];
+            out[tau] = if running > 0.0 {
+                d[tau] * tau as f64 / running
+            } else {
+                1.0
+            };
+        }
+        out
+    }
+}
+
+/// A pitch candidate of one frame.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    f0: f64,
+    prob: f64,
+}
+
+fn frame_candidates(
+    cmndf: &[f64],
+    min_period: usize,
+    max_period: usize,
+    beta: &[f64],
+    no_trough_prob: f64,
+    sample_rate: f64,
+) -> Vec<Candidate> {
+    // Troughs in [min_period, max_period].
+    let mut troughs = Vec::new();
+    for tau in min_period..=max_period {
+        let left = if tau == min_period {
+            f64::INFINITY
+        } else {
+            cmndf[tau - 1]
+        };
+        if cmndf[tau] < left && cmndf[tau] <= cmndf[tau + 1] {
+            troughs.push(tau);
+        }
+    }
+    if troughs.is_empty() {
+        return Vec::new();
+    }
+    let mut probs = vec![0.0; troughs.len()];
+    for (k, &bp) in beta.iter().enumerate() {
+        let threshold = (k + 1) as f64 / N_THRESHOLDS as f64;
+        let below: Vec<usize> = (0..troughs.len())
+            .filter(|&i| cmndf[troughs[i]] < threshold)
+            .collect();
+        if below.is_empty() {
+            let global = (0..troughs.len())
+                .min_by(|&a, &b| cmndf[troughs[a]].total_cmp(&cmndf[troughs[b]]))
+                .expect("non-empty");
+            probs[global] += no_trough_prob * bp;
+        } else {
+            for (pos, &i) in below.iter().enumerate() {
+                probs[i] += boltzmann_pmf(pos, below.len()) * bp;
+            }
+        }
+    }
+    troughs
+        .iter()
+        .zip(probs)
+        .filter(|(_, p)| *p > 0.0)
+        .map(|(&tau, prob)| {
+            let (a, b, c) = (cmndf[tau - 1], cmndf[tau], cmndf[tau + 1]);
+            let denom = a - 2.0 * b + c;
+            let shift = if denom.abs() > 1e-12 {
+                0.5 * (a - c) / denom
+            } else {
+                0.0
+            };
+            let shift = if shift.abs() <= 1.0 { shift } else { 0.0 };
+            Candidate {
+                f0: sample_rate / (tau as f64 + shift),
+                prob,
+            }
+        })
+        .collect()
+}
+
+/// Track f0 and voicing of mono audio: `1 + audio.len() / hop` frames.
+pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
+    let frames = 1 + audio.len() / config.hop;
+    let yin = Yin::new(config);
+    let beta = threshold_probs();
+    // The YIN sum runs over `win` samples from the buffer start (compared with the same span
+    // `tau` later), so centring that span on the frame puts the buffer start at `win / 2`
+    // before the frame's sample.
+    let half = yin.win / 2;
+    // Per-frame candidates (each frame is independent; parallel over frames).
+    use rayon::prelude::*;
+    let analysed: Vec<(Vec<Candidate>, bool)> = (0..frames)
+        .into_par_iter()
+        .map_init(
+            || vec![0.0f64; yin.frame_length],
+            |buf, i| {
+                let start = (i * config.hop) as isize - half as isize;
+                for (j, slot) in buf.iter_mut().enumerate() {
+                    let idx = start + j as isize;
+                    *slot = if idx >= 0 && (idx as usize) < audio.len() {
+                        audio[idx as usize] as f64
+                    } else {
+                        0.0
+                    };
+                }
+                let rms = (buf.iter().map(|v| v * v).sum::<f64>() / buf.len() as f64).sqrt();
+                if rms < config.silence_rms {
+                    return (Vec::new(), false);
+                }
+                let d = yin.cmndf(buf);
+                let c = frame_candidates(
+                    &d,
+                    yin.min_period,
+                    yin.max_period,
+                    &beta,
+                    config.no_trough_prob,
+                    config.sample_rate,
+                );
+                (c, true)
+            },
+        )
+        .collect();
+    decode(&analysed, config)
+}
+
+fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTrack {
+    let frames = analysed.len();
+    let bins_per_semitone = (1.0 / config.resolution).ceil();
+    let n_bins =
+        (12.0 * bins_per_semitone * (config.max_f0 / config.min_f0).log2()).floor() as usize + 1;
+    let bin_of = |f0: f64| -> Option<usize> {
+        let b = (12.0 * bins_per_semitone * (f0 / config.min_f0).log2()).round();
+        (b >= 0.0 && (b as usize) < n_bins).then_some(b as usize)
+    };
+    let bin_hz = |b: usize| config.min_f0 * 2f64.powf(b as f64 / (12.0 * bins_per_semitone));
+
+    // Triangular pitch transition band, rows normalised (log domain).
+    let max_semitones =
+        (config.max_transition_rate * 12.0 * config.hop as f64 / config.sample_rate).round();
+    let width = (max_semitones * bins_per_semitone) as usize + 1;
+    let half_w = width / 2;
+    let tri: Vec<f64> = (0..=half_w)
+        .map(|d| 1.0 - d as f64 / ((width + 1) as f64 / 2.0))
+        .collect();
+    let row_log_norm: Vec<f64> = (0..n_bins)
+        .map(|i| {
+            let lo = i.saturating_sub(half_w);
+            let hi = (i + half_w).min(n_bins - 1);
+            (lo..=hi).map(|j| tri[i.abs_diff(j)]).sum::<f64>().ln()
+        })
+        .collect();
+    let log_tri: Vec<f64> = tri.iter().map(|t| t.ln()).collect();
+    let (log_stay, log_switch) = ((1.0 - config.switch_prob).ln(), config.switch_prob.ln());
+
+    // Observations.
+    let mut voiced_prob = vec![0.0f64; frames];
+    let mut obs_voiced: Vec<Vec<(usize, f64)>> = Vec::with_capacity(frames);
+    for (t, (cands, audible)) in analysed.iter().enumerate() {
+        let mut row: Vec<(usize, f64)> = Vec::new();
+        for c in cands {
+            if let Some(b) = bin_of(c.f0) {
+                match row.iter_mut().find(|(bb, _)| *bb == b) {
+                    Some(e) => e.1 += c.prob,
+                    None => row.push((b, c.prob)),
+                }
+            }
+        }
+        let total: f64 = row.iter().map(|(_, p)| p).sum();
+        voiced_prob[t] = if *audible { total.clamp(0.0, 1.0) } else { 0.0 };
+        if !*audible {
+            row.clear();
+        }
+        obs_voiced.push(row);
+    }
+    const FLOOR: f64 = -1e30;
+    let unvoiced_log = |t: usize| ((1.0 - voiced_prob[t]).max(1e-12) / n_bins as f64).ln();
+
+    // Viterbi over 2 * n_bins states; voiced states emit only where candidates exist.
+    let log_init = (0.5 / n_bins as f64).ln();
+    let mut delta_v = vec![FLOOR; n_bins];
+    let mut delta_u = vec![unvoiced_log(0) + log_init; n_bins];
+    for &(b, p) in &obs_voiced[0] {
+        delta_v[b] = p.max(1e-300).ln() + log_init;
+    }
+    let mut back: Vec<Vec<u32>> = Vec::with_capacity(frames);
+    back.push(vec![0; 2 * n_bins]);
+    let mut best_v = vec![0.0; n_bins];
+    let mut arg_v = vec![0usize; n_bins];
+    let mut best_u = vec![0.0; n_bins];
+    let mut arg_u = vec![0usize; n_bins];
+    for (t, observed) in obs_voiced.iter().enumerate().skip(1) {
+        // Best predecessor within the band, separately for voiced and unvoiced sources.
+        for j in 0..n_bins {
+            let lo = j.saturating_sub(half_w);
+            let hi = (j + half_w).min(n_bins - 1);
+            let (mut bv, mut av, mut bu, mut au) = (f64::NEG_INFINITY, j, f64::NEG_INFINITY, j);
+            for i in lo..=hi {
+                let tr = log_tri[i.abs_diff(j)] - row_log_norm[i];
+                let v = delta_v[i] + tr;
+                if v > bv {
+                    bv = v;
+                    av = i;
+                }
+                let u = delta_u[i] + tr;
+                if u > bu {
+                    bu = u;
+                    au = i;
+                }
+            }
+            best_v[j] = bv;
+            arg_v[j] = av;
+            best_u[j] = bu;
+            arg_u[j] = au;
+        }
+        let mut ptr = vec![0u32; 2 * n_bins];
+        let mut new_v = vec![FLOOR; n_bins];
+        let mut new_u = vec![0.0; n_bins];
+        let emit_u = unvoiced_log(t);
+        let mut emit_v = vec![f64::NEG_INFINITY; n_bins];
+        for &(b, p) in observed {
+            emit_v[b] = p.max(1e-300).ln();
+        }
+        for j in 0..n_bins {
+            // Into voiced j.
+            let from_v = best_v[j] + log_stay;
+            let from_u = best_u[j] + log_switch;
+            let (score, src) = if from_v >= from_u {
+                (from_v, arg_v[j] as u32)
+            } else {
+                (from_u, (n_bins + arg_u[j]) as u32)
+            };
+            new_v[j] = if emit_v[j].is_finite() {
+                (score + emit_v[j]).max(FLOOR)
+            } else {
+                FLOOR
+            };
+            ptr[j] = src;
+            // Into unvoiced j.
+            let from_v = best_v[j] + log_switch;
+            let from_u = best_u[j] + log_stay;
+            let (score, src) = if from_v > from_u {
+                (from_v, arg_v[j] as u32)
+            } else {
+                (from_u, (n_bins + arg_u[j]) as u32)
+            };
+            new_u[j] = score + emit_u;
+            ptr[n_bins + j] = src;
+        }
+        // Renormalise to keep magnitudes bounded.
+        let m = new_v
+            .iter()
+            .chain(&new_u)
+            .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        for v in new_v.iter_mut().chain(new_u.iter_mut()) {
+            *v = (*v - m).max(FLOOR);
+        }
+        delta_v = new_v;
+        delta_u = new_u;
+        back.push(ptr);
+    }
+    let (mut state, mut best) = (0usize, f64::NEG_INFINITY);
+    for (s, v) in delta_v.iter().chain(&delta_u).enumerate() {
+        if *v > best {
+            best = *v;
+            state = s;
+        }
+    }
+    let mut states = vec![0usize; frames];
+    for t in (0..frames).rev() {
+        states[t] = state;
+        state = back[t][state] as usize;
+    }
+
+    // f0: the exact candidate in the decoded bin (or its neighbours), else the bin centre.
+    let mut f0 = vec![0.0f64; frames];
+    let mut voiced = vec![false; frames];
+    for t in 0..frames {
+        let s = states[t];
+        let b = s % n_bins;
+        voiced[t] = s < n_bins;
+        let exact = analysed[t]
+            .0
+            .iter()
+            .filter(|c| bin_of(c.f0).is_some_and(|cb| cb.abs_diff(b) <= 1))
+            .max_by(|x, y| x.prob.total_cmp(&y.prob));
+        f0[t] = exact.map(|c| c.f0).unwrap_or_else(|| bin_hz(b));
+    }
+    // Frames decoded unvoiced keep their probability but capped just under the threshold, so
+    // `uv = prob >= voicedThreshold` agrees with the smoothed decision.
+    let cap = (config.voiced_threshold - 1e-3).max(0.0);
+    let prob: Vec<f64> = voiced_prob
+        .iter()
+        .zip(&voiced)
+        .map(|(p, v)| if *v { *p } else { p.min(cap) })
+        .collect();
+    let flags: Vec<bool> = prob.iter().map(|p| *p >= config.voiced_threshold).collect();
+    let f0 = fill_unvoiced(&f0, &flags, config);
+    PitchTrack {
+        f0_hz: f0.into_iter().map(|v| v as f32).collect(),
+        voiced_prob: prob.into_iter().map(|v| v as f32).collect(),
+    }
+}
+
+/// Unvoiced runs take f0 interpolated in MIDI between the voiced frames around them (held at
+/// the ends); with no voiced frame at all, the decoded path is kept as it is.
+fn fill_unvoiced(f0: &[f64], voiced: &[bool], config: &PitchConfig) -> Vec<f64> {
+    let idx: Vec<usize> = (0..f0.len()).filter(|&i| voiced[i]).collect();
+    if idx.is_empty() {
+        return f0
+            .iter()
+            .map(|v| v.clamp(config.min_f0, config.max_f0))
+            .collect();
+    }
+    let midi = |hz: f64| 12.0 * (hz / 440.0).log2() + 69.0;
+    let hz = |m: f64| 440.0 * 2f64.powf((m - 69.0) / 12.0);
+    let mut out = f0.to_vec();
+    for i in 0..f0.len() {
+        if voiced[i] {
+            continue;
+        }
+        let next = idx.partition_point(|&v| v < i);
+        out[i] = match (next.checked_sub(1).map(|p| idx[p]), idx.get(next)) {
+            (Some(a), Some(&b)) => {
+                let t = (i - a) as f64 / (b - a) as f64;
+                hz(midi(f0[a]) * (1.0 - t) + midi(f0[b]) * t)
+            }
+            (Some(a), None) => f0[a],
+            (None, Some(&b)) => f0[b],
+            (None, None) => unreachable!(),
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beta_cdf_matches_closed_form() {
+        // Beta(2, b): I_x = 1 - (1-x)^(b+1) - (b+1) x (1-x)^b.
+        for b in [8u32, 18] {
+            for &x in &[0.0, 0.05, 0.1, 0.3, 1.0] {
+                let n = (b + 1) as i32;
+                let closed = 1.0 - (1.0f64 - x).powi(n) - n as f64 * x * (1.0f64 - x).powi(n - 1);
+                assert!((beta_cdf(x, 2, b) - closed).abs() < 1e-12, "x = {x}");
+            }
+        }
+        let p = threshold_probs();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn boltzmann_pmf_sums_to_one() {
+        for n in 1..6 {
+            let s: f64 = (0..n).map(|k| boltzmann_pmf(k, n)).sum();
+            assert!((s - 1.0).abs() < 1e-12);
+        }
+    }
+
+    fn tone(f0: f64, n: usize, sr: f64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / sr;
+                (0.5 * (2.0 * std::f64::consts::PI * f0 * t).sin()
+                    + 0.25 * (4.0 * std::f64::consts::PI * f0 * t).sin()
+                    + 0.1 * (6.0 * std::f64::consts::PI * f0 * t).sin()) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tracks_steady_tones_within_a_few_cents() {
+        let sr = 16000.0;
+        for &f in &[65.4, 110.0, 329.6, 880.0, 1500.0] {
+            let track = track_pitch(
+                &tone(f, 16000, sr),
+                &PitchConfig::new(sr, 256, 50.0, 2000.0),
+            );
+            let inner = &track.f0_hz[4..track.f0_hz.len() - 4];
+            for v in inner {
+                let cents = 1200.0 * (*v as f64 / f).log2();
+                assert!(cents.abs() < 5.0, "{f} Hz tracked as {v} Hz");
+            }
+            assert!(
+                track.voiced_prob[4..60].iter().all(|p| *p > 0.5),
+                "{f} Hz voicing"
+            );
+        }
+    }
+
+    #[test]
+    fn silence_and_noise_are_unvoiced_with_finite_f0() {
+        let sr = 16000.0;
+        let mut audio = vec![0.0f32; 8000];
+        audio.extend(tone(440.0, 8000, sr));
+        audio.extend(vec![0.0f32; 8000]);
+        let track = track_pitch(&audio, &PitchConfig::new(sr, 256, 50.0, 1000.0));
+        assert!(track.f0_hz.iter().all(|f| f.is_finite() && *f > 0.0));
+        assert!(track.voiced_prob[..25].iter().all(|p| *p < 0.3));
+        assert!(track.voiced_prob[70..].iter().all(|p| *p < 0.3));
+        // Held f0 in the silent parts equals the neighbouring note.
+        assert!((track.f0_hz[5] - 440.0).abs() < 3.0, "{}", track.f0_hz[5]);
+        assert!((track.f0_hz[90] - 440.0).abs() < 3.0);
+    }
+}

@@ -1,0 +1,31 @@
+//! # ddsp
+//!
+//! Differentiable Digital Signal Processing (Engel et al., ICLR 2020) on
+//! [Burn](https://burn.dev): synthesizers, effects, losses and decoders as Burn modules that
+//! run on any Burn device (wgpu, CUDA, the pure-Rust `flex` CPU backend), with or without
+//! autodiff; plus the feature extraction, cache and training loop behind the `ddspe2e`
+//! example.
+//!
+//! Layering (each module depends only on those listed before it):
+//! [`error`], [`io`], [`config`], [`device`] — foundations; [`dsp`] — pure differentiable DSP
+//! functions; [`features`] — plain-Rust audio features; [`synth`] — synthesizers and effects as
+//! Burn modules; [`loss`] — training objectives; [`data`] — the feature cache and batches.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod dsp;
+pub mod error;
+pub mod features;
+pub mod io;
+pub mod loss;
+pub mod synth;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use config::Config;
+pub use device::{DeviceChoice, SelectedDevice};
+pub use error::{Error, Result};
