@@ -36,11 +36,12 @@ pub fn read_wav(path: &Path) -> Result<Decoded> {
     let mut reader = std::io::BufReader::new(file);
     match hound::WavReader::new(&mut reader) {
         Ok(wav) => decode_hound(path, wav),
-        Err(hound::Error::Unsupported) => {
+        // hound rejects 64-bit float; try that encoding before giving up.
+        Err(e) => {
             reader.rewind().map_err(|e| Error::io(path, e))?;
             decode_f64(path, &mut reader)
+                .map_err(|_| audio_err(path, format!("not a readable WAV file: {e}")))
         }
-        Err(e) => Err(audio_err(path, format!("not a readable WAV file: {e}"))),
     }
     .and_then(|d| check_decoded(path, d))
 }

@@ -1,0 +1,368 @@
+//! `preprocess` on odd and broken inputs, cache reuse, interruption and staleness.
+
+use ddsp::Config;
+use ddsp::data::{self, Dataset, PreprocessEvent, Split};
+use ddsp::features::{audio, pitch};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddsp-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tone(freq: f64, seconds: f64, rate: u32, amp: f64) -> Vec<f64> {
+    let n = (seconds * rate as f64) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            amp * ((2.0 * std::f64::consts::PI * freq * t).sin()
+                + 0.3 * (4.0 * std::f64::consts::PI * freq * t).sin())
+                / 1.3
+        })
+        .collect()
+}
+
+fn write_int(path: &Path, samples: &[f64], rate: u32, bits: u16, channels: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let max = ((1i64 << (bits - 1)) - 1) as f64;
+    for s in samples {
+        for c in 0..channels {
+            // Channel 1 carries the signal at half level, so the mix is 0.75x.
+            let v = if c == 0 { *s } else { s * 0.5 };
+            let q = (v * max).round() as i32;
+            match bits {
+                8 => w.write_sample(q as i8).unwrap(),
+                16 => w.write_sample(q as i16).unwrap(),
+                _ => w.write_sample(q).unwrap(),
+            }
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn write_f32(path: &Path, samples: &[f32], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample(*s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// A 64-bit float WAV written by hand (hound cannot).
+fn write_f64(path: &Path, samples: &[f64], rate: u32) {
+    let data: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 8).to_le_bytes());
+    b.extend_from_slice(&8u16.to_le_bytes());
+    b.extend_from_slice(&64u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&data);
+    std::fs::write(path, b).unwrap();
+}
+
+fn peak(x: &[f32]) -> f32 {
+    x.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+fn median_f0(samples: &[f32]) -> f64 {
+    let t = pitch::track_pitch(
+        samples,
+        &pitch::PitchConfig::new(16000.0, 256, 50.0, 1000.0),
+    );
+    let mut v: Vec<f32> = t.f0_hz[5..t.f0_hz.len() - 5].to_vec();
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2] as f64
+}
+
+#[test]
+fn decodes_every_supported_encoding() {
+    let dir = temp_dir("formats");
+    let sig = tone(440.0, 0.5, 16000, 0.5);
+    for bits in [8u16, 16, 24, 32] {
+        let p = dir.join(format!("int{bits}.wav"));
+        write_int(&p, &sig, 16000, bits, 1);
+        let d = audio::read_wav(&p).unwrap();
+        assert_eq!(d.samples.len(), sig.len(), "{bits}-bit length");
+        let tol = 2.0 / (1u64 << (bits - 1)) as f32 + 1e-6;
+        for (a, b) in d.samples.iter().zip(&sig) {
+            assert!((a - *b as f32).abs() <= tol, "{bits}-bit sample {a} vs {b}");
+        }
+    }
+    let p = dir.join("f32.wav");
+    write_f32(
+        &p,
+        &sig.iter().map(|v| *v as f32).collect::<Vec<_>>(),
+        16000,
+    );
+    assert_eq!(audio::read_wav(&p).unwrap().samples[100], sig[100] as f32);
+    let p = dir.join("f64.wav");
+    write_f64(&p, &sig, 16000);
+    let d = audio::read_wav(&p).unwrap();
+    assert_eq!(d.samples.len(), sig.len());
+    assert_eq!(d.samples[100], sig[100] as f32);
+    // Stereo is averaged: channel 1 is half of channel 0.
+    let p = dir.join("stereo.wav");
+    write_int(&p, &sig, 16000, 16, 2);
+    let d = audio::read_wav(&p).unwrap();
+    assert_eq!(d.channels, 2);
+    let mono_peak = 0.75 * sig.iter().fold(0.0f64, |m, v| m.max(v.abs())) as f32;
+    assert!(
+        (peak(&d.samples) - mono_peak).abs() < 1e-3,
+        "{}",
+        peak(&d.samples)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resamples_any_rate_keeping_pitch_and_length() {
+    let dir = temp_dir("rates");
+    for rate in [8000u32, 22050, 44100, 48000] {
+        let p = dir.join(format!("r{rate}.wav"));
+        write_int(&p, &tone(330.0, 1.0, rate, 0.5), rate, 16, 1);
+        let x = audio::load_audio(&p, 16000.0, 0.99).unwrap();
+        assert_eq!(x.len(), 16000, "{rate} Hz -> 16 kHz length");
+        assert!((peak(&x) - 0.99).abs() < 1e-4, "peak-normalised");
+        let f = median_f0(&x);
+        assert!(
+            (1200.0 * (f / 330.0).log2()).abs() < 5.0,
+            "{rate} Hz: f0 {f}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn reason_for(report: &[data::SkippedEntry], name: &str) -> String {
+    report
+        .iter()
+        .find(|s| s.path == name)
+        .unwrap_or_else(|| panic!("{name} not reported as skipped: {report:?}"))
+        .reason
+        .clone()
+}
+
+fn config() -> Config {
+    Config::from_sources(None, &[("chunk-size", "8192"), ("chunk-hop", "4096")]).unwrap()
+}
+
+#[test]
+fn bad_files_are_skipped_with_reasons_and_good_ones_kept() {
+    let dir = temp_dir("bad");
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("nested")).unwrap();
+    write_int(
+        &input.join("nested/good.WAV"),
+        &tone(220.0, 2.0, 16000, 0.5),
+        16000,
+        16,
+        1,
+    );
+    std::fs::write(
+        input.join("corrupt.wav"),
+        b"RIFF\x10\x00\x00\x00garbage garbage",
+    )
+    .unwrap();
+    std::fs::write(input.join("text.wav"), "this is not audio").unwrap();
+    std::fs::write(input.join("ignored.txt"), "not a wav, not scanned").unwrap();
+    write_int(&input.join("empty.wav"), &[], 16000, 16, 1);
+    write_int(&input.join("silent.wav"), &vec![0.0; 16000], 16000, 16, 1);
+    let mut nan: Vec<f32> = tone(220.0, 1.0, 16000, 0.5)
+        .iter()
+        .map(|v| *v as f32)
+        .collect();
+    nan[500] = f32::NAN;
+    write_f32(&input.join("nan.wav"), &nan, 16000);
+    let mut inf = nan.clone();
+    inf[500] = f32::INFINITY;
+    write_f32(&input.join("inf.wav"), &inf, 16000);
+    // Truncated: a valid file cut in the middle of its data.
+    write_int(
+        &dir.join("full.wav"),
+        &tone(220.0, 1.0, 16000, 0.5),
+        16000,
+        16,
+        1,
+    );
+    let bytes = std::fs::read(dir.join("full.wav")).unwrap();
+    std::fs::write(input.join("truncated.wav"), &bytes[..bytes.len() / 2 + 1]).unwrap();
+
+    let cache = dir.join("cache");
+    let events = Mutex::new(Vec::new());
+    let report = data::preprocess(&input, &cache, &config(), &|e| {
+        events.lock().unwrap().push(e)
+    })
+    .unwrap();
+    let m = &report.manifest;
+    assert_eq!(m.sources.len(), 1);
+    assert_eq!(m.sources[0].path, "nested/good.WAV");
+    assert!(!m.chunks.is_empty());
+    let skipped = &m.skipped;
+    assert_eq!(skipped.len(), 7, "{skipped:?}");
+    assert!(reason_for(skipped, "corrupt.wav").contains("WAV"));
+    assert!(reason_for(skipped, "text.wav").contains("WAV"));
+    assert!(reason_for(skipped, "empty.wav").contains("zero length"));
+    assert!(reason_for(skipped, "silent.wav").contains("silence"));
+    assert!(reason_for(skipped, "nan.wav").contains("non-finite"));
+    assert!(reason_for(skipped, "inf.wav").contains("non-finite"));
+    assert!(reason_for(skipped, "truncated.wav").contains("truncated"));
+    let warned = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, PreprocessEvent::FileSkipped { .. }))
+        .count();
+    assert_eq!(warned, 7, "every skip is reported as it happens");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn nothing_usable_is_an_error_naming_the_problems() {
+    let dir = temp_dir("nothing");
+    let err = data::preprocess(&dir, &dir.join("cache"), &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no .wav files"), "{err}");
+    write_int(&dir.join("silent.wav"), &vec![0.0; 16000], 16000, 16, 1);
+    let err = data::preprocess(&dir, &dir.join("cache"), &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("silent.wav") && err.contains("silence"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("cache/manifest.json").exists(),
+        "no manifest for a failed run"
+    );
+    let err = data::preprocess(&dir.join("missing"), &dir.join("cache"), &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rerun_reuses_work_and_interrupted_runs_leave_no_broken_cache() {
+    let dir = temp_dir("reuse");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for (i, f) in [196.0, 262.0, 330.0].iter().enumerate() {
+        write_int(
+            &input.join(format!("t{i}.wav")),
+            &tone(*f, 3.0, 16000, 0.4),
+            16000,
+            16,
+            1,
+        );
+    }
+    let cache = dir.join("cache");
+    let first = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
+    assert_eq!(first.reused, 0);
+    let second = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
+    assert_eq!(second.reused, 3);
+    assert_eq!(second.seconds_processed, 0.0);
+    assert_eq!(first.manifest, second.manifest);
+
+    // An interrupted run: the manifest never written, a temporary file left behind.
+    std::fs::remove_file(cache.join("manifest.json")).unwrap();
+    std::fs::write(cache.join("chunks-x.safetensors.tmp123"), b"partial").unwrap();
+    assert!(Dataset::open_any(&cache).is_err(), "no manifest, no cache");
+    let third = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
+    assert_eq!(third.reused, 3);
+    assert!(!cache.join("chunks-x.safetensors.tmp123").exists());
+
+    // A corrupt shard is redone, not trusted.
+    let shard = cache.join(&third.manifest.sources[0].shard);
+    std::fs::write(&shard, b"broken").unwrap();
+    let fourth = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
+    assert_eq!(fourth.reused, 2);
+    assert_eq!(fourth.manifest, first.manifest);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cache_with_other_feature_options_is_refused_by_name() {
+    let dir = temp_dir("stale");
+    write_int(
+        &dir.join("a.wav"),
+        &tone(262.0, 3.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    let cache = dir.join("cache");
+    data::preprocess(&dir, &cache, &config(), &|_| {}).unwrap();
+    let ok = Dataset::open(&cache, &config()).unwrap();
+    assert!(!ok.chunks.is_empty());
+    let chunk = &ok.chunks[0];
+    assert_eq!(chunk.audio.len(), 8192);
+    assert_eq!(chunk.f0_hz.len(), 8192 / 256);
+    let mut other = config();
+    other.frame_hop = 128;
+    other.max_f0 = 900.0;
+    let err = Dataset::open(&cache, &other).unwrap_err().to_string();
+    assert!(err.contains("frameHop") && err.contains("maxF0"), "{err}");
+    // Training-only options do not matter.
+    let mut train_only = config();
+    train_only.lr = 0.5;
+    train_only.harmonics = 3;
+    assert!(Dataset::open(&cache, &train_only).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn splits_and_inspect_report() {
+    let dir = temp_dir("inspect");
+    write_int(
+        &dir.join("a.wav"),
+        &tone(262.0, 8.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    let cache = dir.join("cache");
+    let mut cfg = config();
+    cfg.train_split = 0.7;
+    data::preprocess(&dir, &cache, &cfg, &|_| {}).unwrap();
+    let report = data::inspect(&cache, None, Some(3)).unwrap();
+    assert_eq!(report.splits.len(), 2);
+    let train = &report.splits[0];
+    let val = &report.splits[1];
+    assert!(train.chunks > 0 && val.chunks > 0);
+    assert!(
+        (train.f0_voiced_hz.median - 262.0).abs() < 2.0,
+        "{:?}",
+        train.f0_voiced_hz
+    );
+    assert!(train.voiced_fraction > 0.9);
+    assert_eq!(report.chunks.len(), 3);
+    let only_val = data::inspect(&cache, Some(Split::Val), None).unwrap();
+    assert_eq!(only_val.splits.len(), 1);
+    assert!(only_val.chunks.iter().all(|c| c.split == Split::Val));
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"f0VoicedHz\""));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
