@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod data;
+pub mod decoder;
 pub mod device;
 pub mod dsp;
 pub mod error;

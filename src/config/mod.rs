@@ -731,6 +731,15 @@ impl Config {
                 ),
             );
         }
+        if self.transformer_positional_encoding && self.transformer_d_model % 2 == 1 {
+            v.fail(
+                "transformerDModel",
+                format!(
+                    "must be even with transformerPositionalEncoding, got {}",
+                    self.transformer_d_model
+                ),
+            );
+        }
         v.at_least("harmonics", self.harmonics, 1);
         v.finite_positive("softmaxTemp", self.softmax_temp);
         if let Some(t) = self.softmax_temp_end {

@@ -176,6 +176,10 @@ const BROKEN: &[(&[(&str, &str)], &str)] = &[
     (&[("transformer-d-model", "0")], "transformerDModel"),
     (&[("transformer-layers", "0")], "transformerLayers"),
     (&[("transformer-heads", "0")], "transformerHeads"),
+    (
+        &[("transformer-d-model", "63"), ("transformer-heads", "1")],
+        "transformerDModel",
+    ),
     (&[("transformer-heads", "3")], "transformerHeads"),
     (
         &[("transformer-ff-multiplier", "0")],

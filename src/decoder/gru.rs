@@ -1,0 +1,195 @@
+//! A GRU layer built for long sequences, and the paper's RnnFcDecoder trunk.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{leaky_relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+
+/// Configuration of [`FastGru`].
+#[derive(Config, Debug)]
+pub struct FastGruConfig {
+    /// Input features.
+    pub d_input: usize,
+    /// Hidden units.
+    pub d_hidden: usize,
+}
+
+impl FastGruConfig {
+    /// Build the layer (Xavier-style initialisation from `Linear`'s defaults).
+    pub fn init(&self, device: &Device) -> FastGru {
+        FastGru {
+            input: LinearConfig::new(self.d_input, 3 * self.d_hidden).init(device),
+            hidden: LinearConfig::new(self.d_hidden, 3 * self.d_hidden).init(device),
+            d_hidden: self.d_hidden,
+        }
+    }
+}
+
+/// GRU with `burn::nn::gru::Gru`'s maths (`reset_after`, gates ordered update, reset, new):
+///
+/// `z = s(Wz x + bz + Uz h + cz)`, `r = s(Wr x + br + Ur h + cr)`,
+/// `n = tanh(Wn x + bn + r * (Un h + cn))`, `h' = (1 - z) n + z h`,
+///
+/// computed fast: the input projections of all frames in one matmul, the three hidden
+/// products fused into one `[hidden, 3 hidden]` matmul per step, and the states collected and
+/// stacked once at the end.
+#[derive(Module, Debug)]
+pub struct FastGru {
+    /// Input projection `[d_input, 3 d_hidden]` (update | reset | new).
+    pub input: Linear,
+    /// Hidden projection `[d_hidden, 3 d_hidden]` (update | reset | new).
+    pub hidden: Linear,
+    #[module(skip)]
+    d_hidden: usize,
+}
+
+impl FastGru {
+    /// `[B, F, d_input]` -> `[B, F, d_hidden]`, from a zero state.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, f, _] = x.dims();
+        let h_dim = self.d_hidden;
+        let projected = self.input.forward(x); // [B, F, 3H]
+        let mut h = Tensor::<2>::zeros([b, h_dim], &projected.device());
+        let mut states = Vec::with_capacity(f);
+        for t in 0..f {
+            let xt = projected
+                .clone()
+                .slice([0..b, t..t + 1, 0..3 * h_dim])
+                .reshape([b, 3 * h_dim]);
+            let ht = self.hidden.forward(h.clone()); // [B, 3H]
+            let gates = sigmoid(
+                xt.clone().slice([0..b, 0..2 * h_dim]) + ht.clone().slice([0..b, 0..2 * h_dim]),
+            );
+            let z = gates.clone().slice([0..b, 0..h_dim]);
+            let r = gates.slice([0..b, h_dim..2 * h_dim]);
+            let n = (xt.slice([0..b, 2 * h_dim..3 * h_dim])
+                + r * ht.slice([0..b, 2 * h_dim..3 * h_dim]))
+            .tanh();
+            h = n.clone() + z * (h - n);
+            states.push(h.clone());
+        }
+        Tensor::stack(states, 1)
+    }
+}
+
+/// Configuration of a Dense -> LayerNorm -> leaky ReLU stack.
+#[derive(Config, Debug)]
+pub struct FcStackConfig {
+    /// Input width.
+    pub d_input: usize,
+    /// Width of every layer.
+    pub channels: usize,
+    /// Layers (0 = identity).
+    pub layers: usize,
+}
+
+impl FcStackConfig {
+    /// Build the stack.
+    pub fn init(&self, device: &Device) -> FcStack {
+        let dense = (0..self.layers)
+            .map(|i| {
+                let d_in = if i == 0 { self.d_input } else { self.channels };
+                LinearConfig::new(d_in, self.channels).init(device)
+            })
+            .collect();
+        let norms = (0..self.layers)
+            .map(|_| LayerNormConfig::new(self.channels).init(device))
+            .collect();
+        FcStack {
+            dense,
+            norms,
+            d_output: if self.layers == 0 {
+                self.d_input
+            } else {
+                self.channels
+            },
+        }
+    }
+}
+
+/// DDSP's `fc_stack`: (Dense -> LayerNorm -> leaky ReLU(0.2)) repeated.
+#[derive(Module, Debug)]
+pub struct FcStack {
+    dense: Vec<Linear>,
+    norms: Vec<LayerNorm>,
+    #[module(skip)]
+    d_output: usize,
+}
+
+impl FcStack {
+    /// Output width.
+    pub fn d_output(&self) -> usize {
+        self.d_output
+    }
+
+    /// Apply the stack.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.dense
+            .iter()
+            .zip(&self.norms)
+            .fold(x, |h, (d, n)| leaky_relu(n.forward(d.forward(h)), 0.2))
+    }
+}
+
+/// Configuration of [`RnnFc`].
+#[derive(Config, Debug)]
+pub struct RnnFcConfig {
+    /// Input features (one stack each).
+    pub d_input: usize,
+    /// Width of the stacks.
+    pub channels: usize,
+    /// GRU units.
+    pub rnn_channels: usize,
+    /// Layers per stack (0: inputs go straight to the GRU, the "tiny" model).
+    pub layers_per_stack: usize,
+}
+
+impl RnnFcConfig {
+    /// Build the trunk.
+    pub fn init(&self, device: &Device) -> RnnFc {
+        let stacks: Vec<FcStack> = (0..self.d_input)
+            .map(|_| FcStackConfig::new(1, self.channels, self.layers_per_stack).init(device))
+            .collect();
+        let stacked: usize = stacks.iter().map(FcStack::d_output).sum();
+        let gru = FastGruConfig::new(stacked, self.rnn_channels).init(device);
+        let out = FcStackConfig::new(
+            self.rnn_channels + stacked,
+            self.channels,
+            self.layers_per_stack,
+        )
+        .init(device);
+        RnnFc { stacks, gru, out }
+    }
+}
+
+/// The paper's `RnnFcDecoder` trunk: one FC stack per input feature, concatenated, a GRU, the
+/// GRU output concatenated with the stacks, and an output FC stack.
+#[derive(Module, Debug)]
+pub struct RnnFc {
+    stacks: Vec<FcStack>,
+    gru: FastGru,
+    out: FcStack,
+}
+
+impl RnnFc {
+    /// Output width.
+    pub fn d_output(&self) -> usize {
+        self.out.d_output()
+    }
+
+    /// `[B, F, d_input]` -> `[B, F, d_output]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, f, d] = x.dims();
+        let parts: Vec<Tensor<3>> = self
+            .stacks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.forward(x.clone().slice([0..b, 0..f, i..i + 1])))
+            .collect();
+        debug_assert_eq!(parts.len(), d);
+        let stacked = Tensor::cat(parts, 2);
+        let rnn = self.gru.forward(stacked.clone());
+        self.out.forward(Tensor::cat(vec![rnn, stacked], 2))
+    }
+}
