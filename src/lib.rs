@@ -22,7 +22,9 @@ pub mod error;
 pub mod features;
 pub mod io;
 pub mod loss;
+pub mod model;
 pub mod synth;
+pub mod train;
 
 #[cfg(test)]
 pub(crate) mod testing;

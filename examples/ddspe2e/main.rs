@@ -35,6 +35,41 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Train a model on a cache (or a WAV folder, preprocessed first) and write a run directory.
+    Train {
+        /// Cache folder made by `preprocess`.
+        #[arg(long)]
+        cache: PathBuf,
+        /// WAV folder to preprocess into `--cache` first (skipped work is reused).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// `dry` (pipeline sanity, no model) or `m2` (decoder + synth).
+        #[arg(long, default_value = "m2")]
+        mode: ddsp::train::Mode,
+        /// Total training steps.
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        /// Parent folder of run directories.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Run name (default: run-YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        run_name: Option<String>,
+        /// Continue the run in this directory from its latest checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Start from these weights (a checkpoint folder or a .safetensors/.bpk file).
+        #[arg(long)]
+        init_checkpoint: Option<PathBuf>,
+        /// Split to train on.
+        #[arg(long, default_value = "train")]
+        split: ddsp::data::Split,
+        /// Compute device.
+        #[arg(long, default_value = "auto")]
+        device: ddsp::DeviceChoice,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Summarise a cache: totals per split, feature statistics, chunk rows.
     InspectCache {
         /// Cache folder.
@@ -83,7 +118,11 @@ fn preprocess(input: &Path, cache: &Path, config: &ddsp::Config) -> Result<()> {
             bar.inc(1);
         }
         PreprocessEvent::FileSkipped { path, reason } => {
-            bar.println(format!("warning: skipped {path}: {reason}"));
+            if bar.is_hidden() {
+                eprintln!("warning: skipped {path}: {reason}");
+            } else {
+                bar.println(format!("warning: skipped {path}: {reason}"));
+            }
             bar.inc(1);
         }
     })?;
@@ -114,6 +153,75 @@ fn preprocess(input: &Path, cache: &Path, config: &ddsp::Config) -> Result<()> {
     Ok(())
 }
 
+fn train(
+    config: &ddsp::Config,
+    cache: &Path,
+    device: &ddsp::SelectedDevice,
+    options: &ddsp::train::TrainOptions,
+) -> Result<()> {
+    use ddsp::train::TrainEvent;
+    let bar = ProgressBar::new(options.steps as u64).with_style(
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    let log_every = config.log_every.max(1);
+    // A hidden bar (output not a terminal) drops its println; log lines must still appear.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let summary = ddsp::train::train(config, cache, device, options, &mut |event| match event {
+        TrainEvent::Started {
+            run_dir,
+            start_step,
+            steps,
+        } => {
+            bar.set_position(start_step as u64);
+            say(format!(
+                "run {} (steps {start_step}..{steps})",
+                run_dir.display()
+            ));
+        }
+        TrainEvent::Step { step, losses, lr } => {
+            bar.set_position(step as u64);
+            let total = losses.first().map(|(_, v)| *v).unwrap_or(f32::NAN);
+            bar.set_message(format!("loss {total:.4}"));
+            if step % log_every == 0 {
+                let terms: Vec<String> =
+                    losses.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+                say(format!("step {step:>6}  lr {lr:.2e}  {}", terms.join("  ")));
+            }
+        }
+        TrainEvent::Skipped { step, reason } => say(format!("step {step}: skipped: {reason}")),
+        TrainEvent::Eval {
+            step,
+            spectral,
+            best,
+        } => say(format!(
+            "step {step:>6}  val spectral (paper) {spectral:.4}{}",
+            if best { "  (best)" } else { "" }
+        )),
+        TrainEvent::Checkpoint { .. } => {}
+        TrainEvent::EarlyStopped { step } => say(format!("early stop at step {step}")),
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "finished {} steps in {}; best val spectral loss {}",
+        summary.steps,
+        summary.run_dir.display(),
+        summary
+            .best_val
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    Ok(())
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -128,6 +236,36 @@ fn run(cli: Cli) -> Result<()> {
             cache,
             config,
         } => preprocess(&input, &cache, &config.resolve()?)?,
+        Cmd::Train {
+            cache,
+            input,
+            mode,
+            steps,
+            runs_dir,
+            run_name,
+            resume,
+            init_checkpoint,
+            split,
+            device,
+            config,
+        } => {
+            let config = config.resolve()?;
+            if let Some(input) = input {
+                preprocess(&input, &cache, &config)?;
+            }
+            let device = ddsp::device::select(device)?;
+            eprintln!("device: {}", device.description);
+            let options = ddsp::train::TrainOptions {
+                mode,
+                steps,
+                runs_dir,
+                run_name,
+                resume,
+                init_checkpoint,
+                split,
+            };
+            train(&config, &cache, &device, &options)?;
+        }
         Cmd::InspectCache {
             cache,
             split,

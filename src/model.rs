@@ -1,0 +1,269 @@
+//! The DDSP autoencoder: decoder + synthesizer, one Burn module, and its weight files.
+
+use burn::module::Module;
+use burn::store::{BurnpackStore, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Tensor};
+use std::path::Path;
+
+use crate::config::{Config, DecoderBackbone, ReverbMode};
+use crate::data::Batch;
+use crate::decoder::{Decoder, DecoderConfig};
+use crate::error::{Error, Result};
+use crate::synth::{Synth, SynthConfig, SynthControls, SynthOutput};
+
+/// Decoder and synthesizer.
+#[derive(Module, Debug)]
+pub struct DdspModel {
+    /// Features to controls.
+    pub decoder: Decoder,
+    /// Controls to audio.
+    pub synth: Synth,
+}
+
+/// Controls and audio of one forward pass.
+#[derive(Clone, Debug)]
+pub struct ModelOutput {
+    /// The scaled controls.
+    pub controls: SynthControls,
+    /// The rendered audio.
+    pub audio: SynthOutput,
+}
+
+/// The synthesizer a config describes (noise always on; its band count comes from the heads).
+pub fn synth_config(config: &Config) -> SynthConfig {
+    SynthConfig::new(config.sample_rate, config.frame_hop)
+        .with_amp_resample(config.amp_resample)
+        .with_reverb(config.reverb)
+        .with_reverb_length(config.reverb_length)
+        .with_seed(config.seed)
+}
+
+impl DdspModel {
+    /// Build a freshly initialised model (initialisation is seeded by `config.seed`).
+    pub fn new(config: &Config, device: &Device) -> Self {
+        device.seed(config.seed);
+        Self {
+            decoder: DecoderConfig::from_config(config).init(device),
+            synth: synth_config(config).init(device),
+        }
+    }
+
+    /// Decode features `[B, F]` into controls and render them. `seed` picks the noise.
+    pub fn forward(
+        &self,
+        f0_hz: Tensor<2>,
+        loudness_db: Tensor<2>,
+        voicing: Tensor<2>,
+        temperature: f64,
+        seed: u64,
+    ) -> ModelOutput {
+        let controls = self
+            .decoder
+            .forward(f0_hz, loudness_db, voicing, temperature);
+        let audio = self.synth.forward(controls.clone(), seed);
+        ModelOutput { controls, audio }
+    }
+
+    /// Forward on a cached batch.
+    pub fn forward_batch(&self, batch: &Batch, temperature: f64, seed: u64) -> ModelOutput {
+        self.forward(
+            batch.f0_hz.clone(),
+            batch.loudness_db.clone(),
+            batch.voiced_prob.clone(),
+            temperature,
+            seed,
+        )
+    }
+
+    /// Save the weights as safetensors (loadable from Python), with the backbone and reverb
+    /// kinds in the metadata, written atomically.
+    pub fn save_safetensors(&self, path: &Path, config: &Config) -> Result<()> {
+        let mut store = SafetensorsStore::from_bytes(None)
+            .metadata("ddsp.backbone", backbone_name(self.decoder.kind()))
+            .metadata("ddsp.reverb", reverb_name(config.reverb))
+            .metadata(
+                "ddsp.config",
+                serde_json::to_string(config).expect("config serialises"),
+            );
+        self.save_into(&mut store).map_err(|e| ckpt_err(path, e))?;
+        let bytes = store.get_bytes().map_err(|e| ckpt_err(path, e))?;
+        crate::io::write_atomic(path, &bytes)
+    }
+
+    /// Save the weights with their parameter ids (burnpack), for exact resumption.
+    pub fn save_burnpack(&self, path: &Path) -> Result<()> {
+        let mut store = BurnpackStore::from_bytes(None)
+            .metadata("ddsp.backbone", backbone_name(self.decoder.kind()));
+        self.save_into(&mut store).map_err(|e| ckpt_err(path, e))?;
+        let bytes = store.get_bytes().map_err(|e| ckpt_err(path, e))?;
+        crate::io::write_atomic(path, &bytes)
+    }
+
+    /// Load weights saved by [`DdspModel::save_safetensors`] or [`DdspModel::save_burnpack`]
+    /// (by extension). A file from another backbone, or with missing or extra tensors, is an
+    /// error that says so.
+    pub fn load_weights(mut self, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e))?;
+        if let Some(found) = stored_backbone(&bytes)
+            && found != backbone_name(self.decoder.kind())
+        {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it holds a `{found}` decoder, but the config asks for `{}` \
+                     (set decoderBackbone to `{found}` to use it)",
+                    backbone_name(self.decoder.kind())
+                ),
+            });
+        }
+        let result = if path.extension().is_some_and(|e| e == "bpk") {
+            let mut store =
+                BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)))
+                    .allow_partial(false)
+                    .validate(true);
+            self.load_from(&mut store).map_err(|e| ckpt_err(path, e))?
+        } else {
+            let mut store = SafetensorsStore::from_bytes(Some(bytes))
+                .allow_partial(false)
+                .validate(true);
+            self.load_from(&mut store).map_err(|e| ckpt_err(path, e))?
+        };
+        if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "does not match the model: {} missing, {} unexpected, {} mismatched tensors \
+                     (was it saved with another config?)",
+                    result.missing.len(),
+                    result.unused.len(),
+                    result.errors.len()
+                ),
+            });
+        }
+        Ok(self)
+    }
+}
+
+fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    let mut reason = e.to_string();
+    if reason.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|&i| reason.is_char_boundary(i))
+            .unwrap_or(0);
+        reason.truncate(cut);
+        reason.push_str("...");
+    }
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// `mlp`, `gru` or `transformer`.
+pub fn backbone_name(kind: DecoderBackbone) -> &'static str {
+    match kind {
+        DecoderBackbone::Mlp => "mlp",
+        DecoderBackbone::Gru => "gru",
+        DecoderBackbone::Transformer => "transformer",
+    }
+}
+
+fn reverb_name(mode: ReverbMode) -> &'static str {
+    match mode {
+        ReverbMode::Off => "off",
+        ReverbMode::Fir => "fir",
+        ReverbMode::ExpDecay => "exp-decay",
+    }
+}
+
+/// The backbone recorded in a weight file's metadata, if it has one.
+fn stored_backbone(bytes: &[u8]) -> Option<String> {
+    // Safetensors keeps metadata as JSON and burnpack as CBOR, both near the start of the
+    // file; either way the key is followed within a few bytes by the value's text.
+    const KEY: &[u8] = b"ddsp.backbone";
+    let head = &bytes[..bytes.len().min(1 << 20)];
+    let at = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let tail = &head[at..head.len().min(at + 40)];
+    ["transformer", "mlp", "gru"]
+        .into_iter()
+        .find(|name| tail.windows(name.len()).any(|w| w == name.as_bytes()))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(backbone: &str) -> Config {
+        Config::from_sources(
+            None,
+            &[
+                ("decoder-backbone", backbone),
+                ("rnn-channels", "8"),
+                ("layers-per-stack", "1"),
+                ("transformer-d-model", "8"),
+                ("transformer-heads", "2"),
+                ("harmonics", "4"),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_refuse_other_backbones() {
+        let device = Device::flex();
+        let dir = std::env::temp_dir().join(format!("ddsp-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for backbone in ["mlp", "gru", "transformer"] {
+            let config = tiny(backbone);
+            let model = DdspModel::new(&config, &device);
+            let st = dir.join(format!("{backbone}.safetensors"));
+            let bp = dir.join(format!("{backbone}.bpk"));
+            model.save_safetensors(&st, &config).unwrap();
+            model.save_burnpack(&bp).unwrap();
+            let f0 = Tensor::<2>::full([1, 4], 220.0, &device);
+            let ld = Tensor::<2>::full([1, 4], -20.0, &device);
+            let uv = Tensor::<2>::ones([1, 4], &device);
+            let reference = crate::dsp::to_vec(
+                model
+                    .forward(f0.clone(), ld.clone(), uv.clone(), 1.0, 0)
+                    .audio
+                    .audio,
+            );
+            for path in [&st, &bp] {
+                let mut other = config.clone();
+                other.seed = 99;
+                let loaded = DdspModel::new(&other, &device).load_weights(path).unwrap();
+                let out = crate::dsp::to_vec(
+                    loaded
+                        .forward(f0.clone(), ld.clone(), uv.clone(), 1.0, 0)
+                        .audio
+                        .audio,
+                );
+                assert_eq!(out, reference, "{backbone} via {}", path.display());
+            }
+        }
+        let err = DdspModel::new(&tiny("gru"), &device)
+            .load_weights(&dir.join("mlp.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`mlp` decoder") && err.contains("`gru`"),
+            "{err}"
+        );
+        let err = DdspModel::new(&tiny("transformer"), &device)
+            .load_weights(&dir.join("gru.bpk"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`gru` decoder"), "{err}");
+        let mut wider = tiny("mlp");
+        wider.harmonics = 9;
+        let err = DdspModel::new(&wider, &device)
+            .load_weights(&dir.join("mlp.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mlp.safetensors"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

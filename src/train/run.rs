@@ -1,0 +1,233 @@
+//! The run directory: config, metadata, CSV logs, checkpoints and renders.
+
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use crate::model::DdspModel;
+
+/// What a checkpoint records besides the weights.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointState {
+    /// Steps completed.
+    pub step: usize,
+    /// Best validation loss so far.
+    pub best_val: Option<f64>,
+    /// Step of the best validation loss.
+    pub best_step: Option<usize>,
+    /// Evaluations since the last improvement (early stopping).
+    pub evals_without_improvement: usize,
+    /// Steps skipped for non-finite values so far.
+    pub skipped_steps: usize,
+    /// The config of the run.
+    pub config: Config,
+}
+
+/// Metadata of a run (`run_meta.json`).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct RunMeta {
+    /// `ddsp` version.
+    pub crate_version: String,
+    /// Training mode.
+    pub mode: String,
+    /// Device description.
+    pub device: String,
+    /// Cache directory.
+    pub cache: String,
+    /// SHA-256 of the cache's manifest.
+    pub cache_manifest_sha256: String,
+    /// Start time (seconds since the Unix epoch).
+    pub started_unix: u64,
+    /// End time, when finished.
+    pub ended_unix: Option<u64>,
+    /// Steps completed.
+    pub steps: usize,
+    /// Steps requested.
+    pub steps_requested: usize,
+    /// Best validation loss (paper spectral loss on the val split).
+    pub best_val_loss: Option<f64>,
+    /// Its step.
+    pub best_step: Option<usize>,
+    /// Steps skipped for non-finite loss or gradients.
+    pub skipped_steps: usize,
+    /// How the run ended.
+    pub status: String,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `run-YYYYMMDD-HHMMSS` in UTC.
+pub fn default_run_name() -> String {
+    let secs = unix_now();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Paths inside a run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// The run directory.
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// Create (or reopen) a run directory with its sub-folders.
+    pub fn create(root: &Path) -> Result<Self> {
+        for sub in ["logs", "checkpoints", "renders"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `checkpoints/<name>`.
+    pub fn checkpoint(&self, name: &str) -> PathBuf {
+        self.root.join("checkpoints").join(name)
+    }
+
+    /// `renders/step_XXXXXXXX`.
+    pub fn renders(&self, step: usize) -> PathBuf {
+        self.root.join("renders").join(format!("step_{step:08}"))
+    }
+
+    /// Write `run_meta.json`.
+    pub fn write_meta(&self, meta: &RunMeta) -> Result<()> {
+        let text = serde_json::to_string_pretty(meta).expect("meta serialises");
+        write_atomic(&self.root.join("run_meta.json"), text.as_bytes())
+    }
+
+    /// Append a row to `logs/NAME.csv`, writing the header first when the file is new.
+    pub fn append_csv(&self, name: &str, header: &[&str], row: &[String]) -> Result<()> {
+        let path = self.root.join("logs").join(format!("{name}.csv"));
+        let new = !path.exists();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut text = String::new();
+        if new {
+            text.push_str(&header.join(","));
+            text.push('\n');
+        }
+        text.push_str(&row.join(","));
+        text.push('\n');
+        file.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Drop CSV rows whose first column (the step) is above `step`, for a resumed run.
+    pub fn truncate_csv(&self, name: &str, step: usize) -> Result<()> {
+        let path = self.root.join("logs").join(format!("{name}.csv"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let kept: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, l)| {
+                *i == 0
+                    || l.split(',')
+                        .next()
+                        .and_then(|s| s.parse::<usize>().ok())
+                        .is_some_and(|s| s <= step)
+            })
+            .map(|(_, l)| l)
+            .collect();
+        write_atomic(&path, (kept.join("\n") + "\n").as_bytes())
+    }
+
+    /// Save a complete checkpoint as `checkpoints/<name>/`: `model.safetensors` (Python),
+    /// `model.bpk` and `optimizer.bpk` (exact resume), `state.json`. Written into a temporary
+    /// folder that replaces the old one by renames, so a crash leaves the previous checkpoint.
+    pub fn save_checkpoint(
+        &self,
+        name: &str,
+        model: &DdspModel,
+        optimizer: Option<&ModuleOptimizer>,
+        state: &CheckpointState,
+    ) -> Result<PathBuf> {
+        let dir = self.checkpoint(name);
+        let tmp = self.checkpoint(&format!(".{name}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
+        model.save_burnpack(&tmp.join("model.bpk"))?;
+        if let Some(optim) = optimizer {
+            let bytes = optim
+                .to_record()
+                .into_bytes()
+                .map_err(|e| Error::Checkpoint {
+                    path: tmp.join("optimizer.bpk"),
+                    reason: format!("cannot encode optimizer state: {e:?}"),
+                })?;
+            write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
+        }
+        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        write_atomic(&tmp.join("state.json"), text.as_bytes())?;
+        let old = self.checkpoint(&format!(".{name}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if dir.exists() {
+            std::fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(dir)
+    }
+}
+
+/// Read a checkpoint's `state.json`.
+pub fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path,
+        reason: format!("corrupt state: {e}"),
+    })
+}
+
+/// Load the optimizer state saved next to a checkpoint's weights.
+pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
+    let path = dir.join("optimizer.bpk");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let record =
+        burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                reason: format!("corrupt optimizer state: {e:?}"),
+            })?;
+    Ok(optimizer.load_record(record))
+}
