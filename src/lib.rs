@@ -32,3 +32,8 @@ pub(crate) mod testing;
 pub use config::Config;
 pub use device::{DeviceChoice, SelectedDevice};
 pub use error::{Error, Result};
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,1 +1,283 @@
+use super::*;
+use crate::device::{DeviceChoice, select};
+use std::sync::OnceLock;
 
+/// A small cache of synthetic harmonic tones, made once per test binary.
+fn cache() -> &'static PathBuf {
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ddsp-train-cache-{}", std::process::id()));
+        let input = dir.join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        for (i, f0) in [220.0f64, 330.0].iter().enumerate() {
+            let n = 16000 * 3;
+            let samples: Vec<f32> = (0..n)
+                .map(|j| {
+                    let t = j as f64 / 16000.0;
+                    let env = (t * 3.0).sin().abs() * 0.5 + 0.1;
+                    (env * (1..=5)
+                        .map(|k| (2.0 * std::f64::consts::PI * f0 * k as f64 * t).sin() / k as f64)
+                        .sum::<f64>()
+                        * 0.3) as f32
+                })
+                .collect();
+            write_wav(&input.join(format!("tone{i}.wav")), &samples, 16000).unwrap();
+        }
+        crate::data::preprocess(&input, &dir.join("cache"), &config(), &|_| {}).unwrap();
+        dir.join("cache")
+    })
+}
+
+fn config() -> Config {
+    Config::from_sources(
+        None,
+        &[
+            ("chunk-size", "4096"),
+            ("chunk-hop", "2048"),
+            ("frame-hop", "128"),
+            ("frame-size", "512"),
+            ("max-f0", "1000"),
+            ("decoder-backbone", "gru"),
+            ("rnn-channels", "16"),
+            ("layers-per-stack", "1"),
+            ("harmonics", "12"),
+            ("harmonic-head-mode", "exp-sigmoid"),
+            ("noise-bands", "9"),
+            ("batch-size", "2"),
+            ("spectral-windows", "512,128,32"),
+            ("spectral-weight", "1"),
+            ("spectral-logmag-weight", "1"),
+            ("spectral-loss-mode", "l1"),
+            ("spectral-warmup-steps", "0"),
+            ("spectral-ramp-steps", "0"),
+            ("mse-weight", "0"),
+            ("checkpoint-every", "3"),
+            ("eval-every", "3"),
+            ("train-split", "0.7"),
+        ],
+    )
+    .unwrap()
+}
+
+fn options(runs: &Path, name: &str, steps: usize) -> TrainOptions {
+    TrainOptions {
+        mode: Mode::M2,
+        steps,
+        runs_dir: runs.to_path_buf(),
+        run_name: Some(name.into()),
+        resume: None,
+        init_checkpoint: None,
+        split: Split::Train,
+    }
+}
+
+fn flex() -> SelectedDevice {
+    select(DeviceChoice::Flex).unwrap()
+}
+
+fn runs_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ddsp-runs-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn rows(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn run_directory_holds_everything() {
+    let runs = runs_dir("layout");
+    let mut events = Vec::new();
+    let summary = train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "r", 6),
+        &mut |e| events.push(e),
+    )
+    .unwrap();
+    let run = runs.join("r");
+    assert_eq!(summary.steps, 6);
+    for f in [
+        "resolved_config.json",
+        "run_meta.json",
+        "logs/train.csv",
+        "logs/val.csv",
+        "checkpoints/step_00000003/model.safetensors",
+        "checkpoints/step_00000006/model.bpk",
+        "checkpoints/latest/optimizer.bpk",
+        "checkpoints/latest/state.json",
+        "checkpoints/best/model.safetensors",
+    ] {
+        assert!(run.join(f).exists(), "missing {f}");
+    }
+    let header = std::fs::read_to_string(run.join("logs/train.csv")).unwrap();
+    assert!(
+        header.starts_with("step,lr,total,spectral,logmag,grad_norm\n"),
+        "{header}"
+    );
+    assert_eq!(rows(&run.join("logs/train.csv")).len(), 6);
+    assert_eq!(
+        rows(&run.join("logs/val.csv")).len(),
+        3,
+        "evals at 0, 3 and the end"
+    );
+    let renders: Vec<_> = std::fs::read_dir(run.join("renders/step_00000006"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        renders.len(),
+        8,
+        "2 chunks x target/prediction/harmonic/noise"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run_meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "finished");
+    assert_eq!(meta["steps"], 6);
+    assert!(meta["bestValLoss"].as_f64().unwrap() > 0.0);
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Eval { .. })));
+    let resolved = Config::from_json_file(&run.join("resolved_config.json")).unwrap();
+    assert_eq!(resolved, config());
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn resume_continues_with_the_same_losses() {
+    let runs = runs_dir("resume");
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "straight", 6),
+        &mut |_| {},
+    )
+    .unwrap();
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "split", 3),
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut resumed = options(&runs, "ignored", 6);
+    resumed.resume = Some(runs.join("split"));
+    let s = train(&config(), cache(), &flex(), &resumed, &mut |_| {}).unwrap();
+    assert_eq!(s.steps, 6);
+    let a = rows(&runs.join("straight/logs/train.csv"));
+    let b = rows(&runs.join("split/logs/train.csv"));
+    assert_eq!(a, b, "a resumed run repeats the uninterrupted one exactly");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn init_checkpoint_loads_weights_only() {
+    let runs = runs_dir("init");
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "a", 3),
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut opts = options(&runs, "b", 1);
+    opts.init_checkpoint = Some(runs.join("a/checkpoints/latest"));
+    let s = train(&config(), cache(), &flex(), &opts, &mut |_| {}).unwrap();
+    let first_a = rows(&runs.join("a/logs/val.csv"));
+    let first_b = rows(&runs.join("b/logs/val.csv"));
+    // b starts from a's final weights: its step-0 validation equals a's last one.
+    let last_a = first_a
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let start_b = first_b[0].split(',').nth(1).unwrap().to_string();
+    assert_eq!(last_a, start_b);
+    assert_eq!(s.steps, 1);
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn dry_mode_runs_the_pipeline_without_a_model() {
+    let runs = runs_dir("dry");
+    let mut opts = options(&runs, "dry", 4);
+    opts.mode = Mode::Dry;
+    let s = train(&config(), cache(), &flex(), &opts, &mut |_| {}).unwrap();
+    assert_eq!(s.steps, 4);
+    assert!(s.last_losses.iter().all(|(_, v)| v.is_finite() && *v > 0.0));
+    assert!(!runs.join("dry/checkpoints/latest").exists());
+    assert!(runs.join("dry/renders/step_00000004").exists());
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn non_finite_steps_are_skipped_and_repeated_failures_stop_the_run() {
+    let runs = runs_dir("nan");
+    let mut c = config();
+    c.lr = 1e38; // Adam moves weights by ~lr: they overflow after the first step.
+    c.grad_clip = 0.0;
+    c.eval_every = 0;
+    let mut skipped = 0;
+    let err = train(
+        &c,
+        cache(),
+        &flex(),
+        &options(&runs, "nan", 200),
+        &mut |e| {
+            if matches!(e, TrainEvent::Skipped { .. }) {
+                skipped += 1;
+            }
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("latest"),
+        "{err}"
+    );
+    assert_eq!(skipped, MAX_CONSECUTIVE_SKIPS);
+    let meta = std::fs::read_to_string(runs.join("nan/run_meta.json")).unwrap();
+    assert!(meta.contains("failed"), "{meta}");
+    // The last good checkpoint survives and loads.
+    let latest = runs.join("nan/checkpoints/latest/model.bpk");
+    if latest.exists() {
+        DdspModel::new(&c, &Device::flex())
+            .load_weights(&latest)
+            .unwrap();
+    }
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn stale_cache_and_missing_cache_are_clear_errors() {
+    let runs = runs_dir("stale");
+    let mut c = config();
+    c.frame_hop = 256;
+    let err = train(&c, cache(), &flex(), &options(&runs, "x", 1), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("frameHop"), "{err}");
+    let err = train(
+        &config(),
+        &runs.join("nope"),
+        &flex(),
+        &options(&runs, "x", 1),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("manifest.json") && err.contains("preprocess"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&runs);
+}
