@@ -18,8 +18,10 @@ fn bench(c: &mut Criterion) {
             (0.4 * phase.sin() + 0.2 * (2.0 * phase).sin()) as f32 + noise[i]
         })
         .collect();
-    let mut config = Config::default();
-    config.max_f0 = 2000.0;
+    let config = Config {
+        max_f0: 2000.0,
+        ..Config::default()
+    };
     let mut group = c.benchmark_group("features");
     group.sample_size(10);
     group.throughput(Throughput::Elements(seconds as u64)); // "elements" = seconds of audio

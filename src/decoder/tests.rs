@@ -330,11 +330,13 @@ fn two_hundred_steps_stay_finite() {
 
 #[test]
 fn decoder_config_maps_the_global_config() {
-    let mut c = crate::Config::default();
-    c.decoder_backbone = DecoderBackbone::Gru;
-    c.rnn_channels = 24;
-    c.layers_per_stack = 0;
-    c.harmonics = 5;
+    let c = crate::Config {
+        decoder_backbone: DecoderBackbone::Gru,
+        rnn_channels: 24,
+        layers_per_stack: 0,
+        harmonics: 5,
+        ..crate::Config::default()
+    };
     let d = DecoderConfig::from_config(&c).init(&Device::flex());
     assert_eq!(d.kind(), DecoderBackbone::Gru);
     match &d.backbone {

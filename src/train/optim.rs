@@ -99,9 +99,11 @@ mod tests {
 
     #[test]
     fn schedules_follow_their_formulas() {
-        let mut c = Config::default();
-        c.lr = 1e-3;
-        c.lr_min = 1e-5;
+        let mut c = Config {
+            lr: 1e-3,
+            lr_min: 1e-5,
+            ..Config::default()
+        };
         assert_eq!(learning_rate(&c, 500, 1000), 1e-3);
         c.lr_schedule = LrSchedule::Exp;
         c.lr_decay_steps = 100;

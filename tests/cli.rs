@@ -1,0 +1,214 @@
+//! The `ddspe2e` example binary end to end (cargo builds examples before running tests).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("ddspe2e{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not built", bin.display());
+    bin
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ddsp-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn dump_config_round_trips_and_validation_names_the_option() {
+    let dir = temp("config");
+    let c = dir.join("c.json");
+    let o = run(&["dump-config", "--output", p(&c)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let again = dir.join("again.json");
+    let o = run(&["dump-config", "--config", p(&c), "--output", p(&again)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(&c).unwrap(), std::fs::read(&again).unwrap());
+    let o = run(&["dump-config", "--config", p(&c), "--frame-hop", "100"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("frameHop"), "{}", text(&o));
+    let o = run(&[
+        "dump-config",
+        "--spectral-windows",
+        "64,128",
+        "--clip-mode",
+        "global",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["spectralWindows"], serde_json::json!([64, 128]));
+    assert_eq!(v["gradClipMode"], "global");
+    let o = run(&["dump-config", "--no-such-option", "1"]);
+    assert!(!o.status.success());
+    std::fs::write(dir.join("typo.json"), r#"{"sampleRte": 16000}"#).unwrap();
+    let o = run(&["dump-config", "--config", p(&dir.join("typo.json"))]);
+    assert!(
+        !o.status.success() && text(&o).contains("sampleRte"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tone_dir(dir: &Path) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let samples: Vec<f32> = (0..16000 * 3)
+        .map(|i| {
+            let t = i as f32 / 16000.0;
+            0.3 * (2.0 * std::f32::consts::PI * 262.0 * t).sin()
+                + 0.1 * (2.0 * std::f32::consts::PI * 524.0 * t).sin()
+        })
+        .collect();
+    ddsp::features::audio::write_wav(&input.join("tone.wav"), &samples, 16000).unwrap();
+    std::fs::write(input.join("broken.wav"), b"not audio").unwrap();
+    input
+}
+
+const SMALL: &[&str] = &[
+    "--chunk-size",
+    "4096",
+    "--chunk-hop",
+    "2048",
+    "--frame-hop",
+    "128",
+    "--frame-size",
+    "512",
+    "--harmonics",
+    "8",
+    "--rnn-channels",
+    "8",
+    "--decoder-backbone",
+    "gru",
+    "--layers-per-stack",
+    "1",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+];
+
+#[test]
+fn preprocess_inspect_and_train() {
+    let dir = temp("pipeline");
+    let input = tone_dir(&dir);
+    let cache = dir.join("cache");
+    let mut args = vec!["preprocess", "--input", p(&input), "--cache", p(&cache)];
+    args.extend_from_slice(SMALL);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("broken.wav") && out.contains("skipped"),
+        "{out}"
+    );
+
+    let o = run(&[
+        "inspect-cache",
+        "--cache",
+        p(&cache),
+        "--json",
+        "--limit",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sources"], 1);
+    assert_eq!(v["chunks"].as_array().unwrap().len(), 2);
+    let o = run(&["inspect-cache", "--cache", p(&cache), "--split", "val"]);
+    assert!(
+        o.status.success() && text(&o).contains("val"),
+        "{}",
+        text(&o)
+    );
+
+    let runs = dir.join("runs");
+    for mode in ["dry", "m2"] {
+        let mut args = vec![
+            "train",
+            "--cache",
+            p(&cache),
+            "--mode",
+            mode,
+            "--steps",
+            "3",
+            "--runs-dir",
+            p(&runs),
+            "--run-name",
+            mode,
+            "--device",
+            "flex",
+            "--log-every",
+            "1",
+        ];
+        args.extend_from_slice(SMALL);
+        let o = run(&args);
+        assert!(o.status.success(), "{mode}: {}", text(&o));
+        assert!(text(&o).contains("step      3"), "{}", text(&o));
+        assert!(runs.join(mode).join("logs/train.csv").exists());
+    }
+    assert!(
+        runs.join("m2/checkpoints/latest/model.safetensors")
+            .exists()
+    );
+    let o = run(&[
+        "train",
+        "--cache",
+        p(&dir.join("missing")),
+        "--steps",
+        "1",
+        "--device",
+        "flex",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("preprocess"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unavailable_device_is_a_clear_error() {
+    let dir = temp("device");
+    let o = run(&[
+        "train",
+        "--cache",
+        p(&dir),
+        "--steps",
+        "1",
+        "--device",
+        "cuda",
+    ]);
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("cuda") && t.contains("feature"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    let o = run(&["train", "--cache", p(&dir), "--device", "tpu"]);
+    assert!(!o.status.success() && text(&o).contains("tpu"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
