@@ -201,9 +201,10 @@ fn train(
         TrainEvent::Eval {
             step,
             spectral,
+            f0_cents,
             best,
         } => say(format!(
-            "step {step:>6}  val spectral (paper) {spectral:.4}{}",
+            "step {step:>6}  val spectral (paper) {spectral:.4}  f0 re-tracked {f0_cents:.1} cents{}",
             if best { "  (best)" } else { "" }
         )),
         TrainEvent::Checkpoint { .. } => {}

@@ -105,6 +105,8 @@ pub enum TrainEvent {
         step: usize,
         /// Paper spectral loss on the validation chunks.
         spectral: f64,
+        /// Median |cents| between f0 re-tracked on the renders and the input f0.
+        f0_cents: f64,
         /// Whether it is the best so far.
         best: bool,
     },
@@ -217,19 +219,44 @@ impl Evaluator {
         Self { metric, targets }
     }
 
-    /// Mean paper spectral loss (mag + logmag) over the evaluation chunks.
-    fn evaluate(&self, render: &dyn Fn(&Batch) -> SynthOutput) -> f64 {
+    /// Mean paper spectral loss (mag + logmag) over the evaluation chunks, and the median
+    /// distance in cents between the f0 re-tracked on the renders and the input f0, over
+    /// frames both call voiced (NaN when there are none).
+    fn evaluate(&self, render: &dyn Fn(&Batch) -> SynthOutput, config: &Config) -> (f64, f64) {
         let mut total = 0.0;
         let mut count = 0usize;
+        let mut cents = Vec::new();
+        let pitch = crate::features::pitch_config(config);
         for (batch, spec) in &self.targets {
             let out = render(batch);
+            let audio = to_vec(out.audio.clone());
             let t = self.metric.forward_with_target(out.audio, spec);
             let v = to_vec(t.magnitude + t.log_magnitude)[0] as f64;
             let n = batch.ids.len();
             total += v * n as f64;
             count += n;
+            let f0 = to_vec(batch.f0_hz.clone());
+            let uv = to_vec(batch.voiced_prob.clone());
+            let [_, frames] = batch.f0_hz.dims();
+            let len = audio.len() / n;
+            for i in 0..n {
+                let track =
+                    crate::features::pitch::track_pitch(&audio[i * len..(i + 1) * len], &pitch);
+                for j in 0..frames.min(track.f0_hz.len()) {
+                    let voiced_in = uv[i * frames + j] as f64 >= config.voiced_threshold;
+                    let voiced_out = track.voiced_prob[j] as f64 >= config.voiced_threshold;
+                    if voiced_in && voiced_out {
+                        cents.push(
+                            (1200.0 * (track.f0_hz[j] as f64 / f0[i * frames + j] as f64).log2())
+                                .abs(),
+                        );
+                    }
+                }
+            }
         }
-        total / count.max(1) as f64
+        cents.sort_by(f64::total_cmp);
+        let median = cents.get(cents.len() / 2).copied().unwrap_or(f64::NAN);
+        (total / count.max(1) as f64, median)
     }
 }
 
@@ -375,25 +402,31 @@ pub fn train(
     header.extend(loss_names.iter().copied());
     header.push("grad_norm");
 
-    let evaluate = |model: &DdspModel, step: usize| -> f64 {
+    let evaluate = |model: &DdspModel, step: usize| -> (f64, f64) {
         match options.mode {
-            Mode::Dry => evaluator
-                .evaluate(&|b: &Batch| synth_plain.forward(dry_controls(b, &config), config.seed)),
+            Mode::Dry => evaluator.evaluate(
+                &|b: &Batch| synth_plain.forward(dry_controls(b, &config), config.seed),
+                &config,
+            ),
             Mode::M2 => {
                 let m = model.valid();
-                evaluator.evaluate(&|b: &Batch| {
-                    m.forward_batch(b, temperature(&config, step), config.seed)
-                        .audio
-                })
+                evaluator.evaluate(
+                    &|b: &Batch| {
+                        m.forward_batch(b, temperature(&config, step), config.seed)
+                            .audio
+                    },
+                    &config,
+                )
             }
         }
     };
+    let val_header = ["step", "spectral_paper", "f0_cents_median"];
 
     let mut step = state.step;
     while step < options.steps {
         // Validation (and the best checkpoint) before the step, so step 0 is the baseline.
         if config.eval_every > 0 && step.is_multiple_of(config.eval_every) {
-            let v = evaluate(&model, step);
+            let (v, cents) = evaluate(&model, step);
             first_val.get_or_insert(v);
             let improved = state
                 .best_val
@@ -412,12 +445,13 @@ pub fn train(
             }
             run.append_csv(
                 "val",
-                &["step", "spectral_paper"],
-                &[step.to_string(), format!("{v:.6}")],
+                &val_header,
+                &[step.to_string(), format!("{v:.6}"), format!("{cents:.3}")],
             )?;
             on_event(TrainEvent::Eval {
                 step,
                 spectral: v,
+                f0_cents: cents,
                 best: improved,
             });
             if config.early_stop_patience > 0
@@ -587,12 +621,12 @@ pub fn train(
     }
     // Final validation.
     if config.eval_every > 0 && meta.status == "running" {
-        let v = evaluate(&model, step);
+        let (v, cents) = evaluate(&model, step);
         first_val.get_or_insert(v);
         run.append_csv(
             "val",
-            &["step", "spectral_paper"],
-            &[step.to_string(), format!("{v:.6}")],
+            &val_header,
+            &[step.to_string(), format!("{v:.6}"), format!("{cents:.3}")],
         )?;
         let improved = state.best_val.is_none_or(|b| v < b);
         if improved {
@@ -605,6 +639,7 @@ pub fn train(
         on_event(TrainEvent::Eval {
             step,
             spectral: v,
+            f0_cents: cents,
             best: improved,
         });
     }

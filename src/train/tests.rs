@@ -281,3 +281,72 @@ fn stale_cache_and_missing_cache_are_clear_errors() {
     );
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+#[test]
+fn early_stopping_ends_a_run_that_stopped_improving() {
+    let runs = runs_dir("early");
+    let mut c = config();
+    c.eval_every = 1;
+    c.early_stop_patience = 2;
+    c.early_stop_min_delta = 1e9; // nothing counts as an improvement after the first eval
+    let mut stopped = None;
+    let s = train(&c, cache(), &flex(), &options(&runs, "e", 50), &mut |e| {
+        if let TrainEvent::EarlyStopped { step } = e {
+            stopped = Some(step);
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        stopped,
+        Some(2),
+        "evals at 0 (best), 1 and 2 without improvement"
+    );
+    assert_eq!(s.steps, 2);
+    let meta = std::fs::read_to_string(runs.join("e/run_meta.json")).unwrap();
+    assert!(meta.contains("early-stopped"), "{meta}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn control_dumps_write_the_original_tools_files() {
+    let runs = runs_dir("dump");
+    let mut c = config();
+    c.dump_controls_every = 2;
+    train(&c, cache(), &flex(), &options(&runs, "d", 2), &mut |_| {}).unwrap();
+    let dir = runs.join("d/logs/controls");
+    let frames = c.frames_per_chunk();
+    let summary = std::fs::read_to_string(dir.join("step_000002_control_summary.csv")).unwrap();
+    assert!(summary.starts_with("frame,f0_hz,harmonic_gain,noise_gain"));
+    assert_eq!(summary.lines().count(), frames + 1);
+    for f in dump::dump_frames(frames) {
+        for kind in ["harmonics", "wavetable", "noise_filter"] {
+            let p = dir.join(format!("step_000002_b0_f{f}_{kind}.csv"));
+            assert!(p.exists(), "missing {}", p.display());
+        }
+        let h = std::fs::read_to_string(dir.join(format!("step_000002_b0_f{f}_harmonics.csv")))
+            .unwrap();
+        assert_eq!(h.lines().count(), c.harmonics + 1);
+        // The wavetable is the additive sum of the dumped harmonic amplitudes.
+        let amps: Vec<f64> = h
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+            .collect();
+        let w = std::fs::read_to_string(dir.join(format!("step_000002_b0_f{f}_wavetable.csv")))
+            .unwrap();
+        let row: Vec<f64> = w
+            .lines()
+            .nth(33)
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let expected: f64 = amps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a * (2.0 * std::f64::consts::PI * (i + 1) as f64 * row[0]).sin())
+            .sum();
+        assert!((row[1] - expected).abs() < 1e-5 * expected.abs().max(1.0));
+    }
+    std::fs::remove_dir_all(&runs).unwrap();
+}
