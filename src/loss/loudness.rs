@@ -1,39 +1,27 @@
 //! Differentiable frame loudness, for the loudness loss.
 
-use burn::signal::{StftOptions, hann_window, stft};
+use burn::signal::hann_window;
 use burn::tensor::Tensor;
 use burn::tensor::ops::PadMode;
 
+use super::spectral::power_spectrogram;
 use crate::dsp::from_vec;
 use crate::features::loudness::{LOUDNESS_FLOOR_DB, a_weighting_power};
 
-/// Power spectra `[B, 1 + N / hop, n_fft/2 + 1]` of frames centred every `hop` samples (zero
-/// padding of `n_fft / 2` at both ends, periodic Hann), the framing of
-/// [`crate::features::loudness::compute_loudness`].
-fn centred_power(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tensor<3> {
+/// Zero-pad by `n_fft / 2` in front and enough behind for `1 + N / hop` frames centred every
+/// `hop` samples: the framing of [`crate::features::loudness::compute_loudness`].
+fn centre_pad(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tensor<2> {
     let half = n_fft / 2;
     let [_, n] = audio.dims();
-    let frames = 1 + n / hop;
-    let needed = (frames - 1) * hop + n_fft;
-    let audio = audio.pad([(0, 0), (half, needed - n - half)], PadMode::Constant(0.0));
-    let window = hann_window(n_fft, true, &audio.device());
-    let options = StftOptions {
-        n_fft,
-        hop_length: hop,
-        win_length: None,
-        center: false,
-        onesided: true,
-    };
-    let s = stft(audio, Some(window), options);
-    let [b, f, bins, _] = s.dims();
-    s.powf_scalar(2.0).sum_dim(3).reshape([b, f, bins])
+    let needed = (n / hop) * hop + n_fft;
+    audio.pad([(0, 0), (half, needed - n - half)], PadMode::Constant(0.0))
 }
 
 /// A-weighted loudness in dB, `[B, N]` -> `[B, 1 + N / hop]`; the tensor form of
 /// [`crate::features::loudness::compute_loudness`] (same framing, weights, floor).
 pub fn loudness_db(audio: Tensor<2>, sample_rate: f64, n_fft: usize, hop: usize) -> Tensor<2> {
     let device = audio.device();
-    let power = centred_power(audio, n_fft, hop);
+    let power = power_spectrogram(centre_pad(audio, n_fft, hop), n_fft, hop);
     let bins = n_fft / 2 + 1;
     let weights: Vec<f32> = a_weighting_power(n_fft, sample_rate)
         .into_iter()
@@ -53,13 +41,8 @@ pub fn loudness_db(audio: Tensor<2>, sample_rate: f64, n_fft: usize, hop: usize)
 /// Window-weighted RMS amplitude of the same centred frames, `sqrt(sum (x w)^2 / sum w^2)`:
 /// `[B, N]` -> `[B, 1 + N / hop]`.
 pub fn frame_rms(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tensor<2> {
-    let half = n_fft / 2;
-    let [_, n] = audio.dims();
-    let frames = 1 + n / hop;
-    let needed = (frames - 1) * hop + n_fft;
-    let padded = audio.pad([(0, 0), (half, needed - n - half)], PadMode::Constant(0.0));
-    let device = padded.device();
-    let window = hann_window(n_fft, true, &device);
+    let padded = centre_pad(audio, n_fft, hop);
+    let window = hann_window(n_fft, true, &padded.device());
     // Frame by unfolding: [B, frames, n_fft].
     let framed: Tensor<3> = padded.unfold(1, n_fft, hop);
     let [b, f, _] = framed.dims();

@@ -71,6 +71,22 @@ pub struct SpectralLoss {
     log_epsilon: f64,
 }
 
+/// Power spectra `|X|^2` `[B, frames, n_fft/2 + 1]` of frames starting every `hop` samples at
+/// sample 0 (no padding: the caller pads), periodic Hann window.
+pub(crate) fn power_spectrogram(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tensor<3> {
+    let window = hann_window(n_fft, true, &audio.device());
+    let options = StftOptions {
+        n_fft,
+        hop_length: hop,
+        win_length: None,
+        center: false,
+        onesided: true,
+    };
+    let s = stft(audio, Some(window), options); // [B, frames, bins, 2]
+    let [b, f, bins, _] = s.dims();
+    s.powf_scalar(2.0).sum_dim(3).reshape([b, f, bins])
+}
+
 /// Magnitude STFT `[B, frames, n_fft/2 + 1]` with `frames = ceil(N / hop)`: frame `i` starts
 /// at sample `i * hop`, the end is zero-padded, periodic Hann window.
 pub fn magnitude_spectrogram(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tensor<3> {
@@ -82,21 +98,9 @@ pub fn magnitude_spectrogram(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tens
     } else {
         audio
     };
-    let window = hann_window(n_fft, true, &audio.device());
-    let options = StftOptions {
-        n_fft,
-        hop_length: hop,
-        win_length: None,
-        center: false,
-        onesided: true,
-    };
-    let s = stft(audio, Some(window), options); // [B, frames, bins, 2]
-    let [b, f, bins, _] = s.dims();
-    s.powf_scalar(2.0)
-        .sum_dim(3)
+    power_spectrogram(audio, n_fft, hop)
         .add_scalar(1e-12)
         .sqrt()
-        .reshape([b, f, bins])
 }
 
 impl SpectralLoss {
