@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::plots::ControlSnapshot;
 use crate::config::Config;
 use crate::dsp::to_vec;
 use crate::error::Result;
@@ -16,7 +17,7 @@ pub fn dump_frames(frames: usize) -> Vec<usize> {
     v
 }
 
-/// Write, under `dir`, for batch item 0:
+/// Write, under `dir`, for batch item 0 (and return the same controls for plotting):
 /// - `step_NNNNNN_control_summary.csv`: per frame f0, harmonic gain, noise gain (mean band
 ///   magnitude), harmonic entropy, top-harmonic share, spectral centroid (in harmonics);
 /// - `step_NNNNNN_b0_fF_harmonics.csv`: harmonic amplitudes (`gain * distribution`);
@@ -27,7 +28,7 @@ pub fn dump_controls(
     step: usize,
     controls: &SynthControls,
     config: &Config,
-) -> Result<()> {
+) -> Result<ControlSnapshot> {
     let [_, f, k] = controls.distribution.dims();
     let f0 = to_vec(controls.f0_hz.clone());
     let amp = to_vec(controls.amplitude.clone());
@@ -37,6 +38,14 @@ pub fn dump_controls(
         None => (vec![0.0; f], 1),
     };
     let prefix = format!("step_{step:06}");
+    let mut snapshot = ControlSnapshot {
+        step,
+        f0_hz: Vec::with_capacity(f),
+        gain: Vec::with_capacity(f),
+        noise: Vec::with_capacity(f),
+        entropy: Vec::with_capacity(f),
+        distribution: Vec::with_capacity(f),
+    };
     let mut s = String::from(
         "frame,f0_hz,harmonic_gain,noise_gain,harmonic_entropy,top_harmonic_share,centroid_harmonic\n",
     );
@@ -57,6 +66,13 @@ pub fn dump_controls(
             "{t},{},{},{noise_gain},{entropy},{top},{centroid}",
             f0[t], amp[t]
         );
+        snapshot.f0_hz.push(f0[t] as f64);
+        snapshot.gain.push(amp[t] as f64);
+        snapshot.noise.push(noise_gain as f64);
+        snapshot.entropy.push(entropy as f64);
+        snapshot
+            .distribution
+            .push(p.iter().map(|v| *v as f64).collect());
     }
     write_atomic(
         &dir.join(format!("{prefix}_control_summary.csv")),
@@ -106,5 +122,5 @@ pub fn dump_controls(
             )?;
         }
     }
-    Ok(())
+    Ok(snapshot)
 }

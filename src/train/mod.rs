@@ -8,6 +8,7 @@
 
 mod dump;
 mod optim;
+pub mod plots;
 mod run;
 
 pub use dump::dump_controls;
@@ -422,6 +423,7 @@ pub fn train(
     };
     let val_header = ["step", "spectral_paper", "f0_cents_median"];
 
+    let mut snapshots = Vec::new();
     let mut step = state.step;
     while step < options.steps {
         // Validation (and the best checkpoint) before the step, so step 0 is the baseline.
@@ -584,6 +586,8 @@ pub fn train(
             run.save_checkpoint(&name, &model, Some(&optimizer), &state)?;
             let p = run.save_checkpoint("latest", &model, Some(&optimizer), &state)?;
             on_event(TrainEvent::Checkpoint { path: p });
+            let logs = run.root.join("logs");
+            plots::plot_losses(&logs, &logs.join("loss_curves.png"))?;
         }
         let render_every = config.render_every();
         if render_every > 0 && (step.is_multiple_of(render_every) || last) {
@@ -598,6 +602,12 @@ pub fn train(
                 }
             };
             write_renders(&run.renders(step), batch, &out, sr, 2)?;
+            let n = config.chunk_size;
+            plots::plot_spectrograms(
+                &to_vec(batch.audio.clone())[..n],
+                &to_vec(out.audio.clone())[..n],
+                &run.renders(step).join("spectrogram.png"),
+            )?;
         }
         if options.mode == Mode::M2
             && config.dump_controls_every > 0
@@ -607,12 +617,15 @@ pub fn train(
             let out = model
                 .valid()
                 .forward_batch(batch, temperature(&config, step), config.seed);
-            dump_controls(
-                &run.root.join("logs").join("controls"),
-                step,
-                &out.controls,
-                &config,
+            let dir = run.root.join("logs").join("controls");
+            let snapshot = dump_controls(&dir, step, &out.controls, &config)?;
+            plots::plot_controls(
+                &snapshot,
+                &dir.join("plots")
+                    .join(format!("step_{step:06}_controls.png")),
             )?;
+            snapshots.push(snapshot);
+            plots::plot_controls_compare(&snapshots, &dir.join("plots").join("steps_compare.png"))?;
         }
         meta.steps = step;
         meta.best_val_loss = state.best_val;
@@ -652,6 +665,8 @@ pub fn train(
     meta.skipped_steps = state.skipped_steps;
     meta.ended_unix = Some(unix_now());
     run.write_meta(&meta)?;
+    let logs = run.root.join("logs");
+    plots::plot_losses(&logs, &logs.join("loss_curves.png"))?;
     Ok(RunSummary {
         run_dir,
         steps: step,

@@ -133,9 +133,10 @@ fn run_directory_holds_everything() {
         .collect();
     assert_eq!(
         renders.len(),
-        8,
-        "2 chunks x target/prediction/harmonic/noise"
+        9,
+        "2 chunks x target/prediction/harmonic/noise, and spectrogram.png"
     );
+    assert!(run.join("logs/loss_curves.png").exists());
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("run_meta.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "finished");
@@ -314,6 +315,8 @@ fn control_dumps_write_the_original_tools_files() {
     c.dump_controls_every = 2;
     train(&c, cache(), &flex(), &options(&runs, "d", 2), &mut |_| {}).unwrap();
     let dir = runs.join("d/logs/controls");
+    assert!(dir.join("plots/step_000002_controls.png").exists());
+    assert!(dir.join("plots/steps_compare.png").exists());
     let frames = c.frames_per_chunk();
     let summary = std::fs::read_to_string(dir.join("step_000002_control_summary.csv")).unwrap();
     assert!(summary.starts_with("frame,f0_hz,harmonic_gain,noise_gain"));
