@@ -25,3 +25,11 @@ pub fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
+
+/// Whether to run the paper-size shapes on this device: always on flex and real GPUs; on a
+/// CPU-emulated wgpu adapter (llvmpipe) only with `DDSP_BENCH_EMULATED_PAPER=1` (about 20 s
+/// per iteration there).
+#[allow(dead_code)]
+pub fn run_paper_shape(name: &str, gpu: bool) -> bool {
+    name != "wgpu" || gpu || std::env::var("DDSP_BENCH_EMULATED_PAPER").is_ok_and(|v| v == "1")
+}

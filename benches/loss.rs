@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("4x16000/{name}"), |b| {
             b.iter(|| step(&ad, 4, 16000))
         });
-        if name != "wgpu" || gpu {
+        if common::run_paper_shape(name, gpu) {
             group.bench_function(format!("16x64000/{name}"), |b| {
                 b.iter(|| step(&ad, 16, 64000))
             });

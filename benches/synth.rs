@@ -66,8 +66,8 @@ fn bench(c: &mut Criterion) {
     for (name, device, gpu) in common::devices() {
         let ad = device.autodiff();
         for shape in [&SMALL, &PAPER] {
-            if shape.name == "paper" && name == "wgpu" && !gpu {
-                continue; // a CPU-emulated wgpu adapter would take minutes per iteration
+            if shape.name == "paper" && !common::run_paper_shape(name, gpu) {
+                continue;
             }
             group.bench_function(format!("{}/{}", shape.name, name), |bench| {
                 bench.iter(|| step(&ad, shape))
