@@ -238,8 +238,9 @@ pub fn oscillator_bank(
 /// harmonics: `phase_k = 2*pi * frac(k * frac(cumsum(f0 / sr)))`. Harmonics at or above Nyquist
 /// are silenced sample by sample, so nothing aliases for any f0 or harmonic count. The
 /// amplitude crossfade between frames is done as one batched matmul per frame pair rather than
-/// materialising `[B, N, K]` amplitudes. Equal to [`oscillator_bank`] on the upsampled
-/// envelopes, within `f32` rounding.
+/// materialising `[B, N, K]` amplitudes, and long or wide inputs are rendered in blocks of
+/// frames so that no intermediate exceeds [`MAX_BLOCK_BYTES`] (wgpu limits buffer sizes).
+/// Equal to [`oscillator_bank`] on the upsampled envelopes, within `f32` rounding.
 pub fn harmonic_synthesis(
     f0_hz: Tensor<2>,
     harmonic_amplitudes: Tensor<3>,
@@ -247,32 +248,77 @@ pub fn harmonic_synthesis(
     sample_rate: f64,
     method: AmpResample,
 ) -> Tensor<2> {
+    harmonic_synthesis_blocked(
+        f0_hz,
+        harmonic_amplitudes,
+        hop,
+        sample_rate,
+        method,
+        MAX_BLOCK_BYTES,
+    )
+}
+
+/// [`harmonic_synthesis`] with a given bound on the per-block sine buffer, bytes.
+fn harmonic_synthesis_blocked(
+    f0_hz: Tensor<2>,
+    harmonic_amplitudes: Tensor<3>,
+    hop: usize,
+    sample_rate: f64,
+    method: AmpResample,
+    max_block_bytes: usize,
+) -> Tensor<2> {
     let [b, f, k] = harmonic_amplitudes.dims();
     let device = f0_hz.device();
     let n = f * hop;
     let f0_up = upsample(f0_hz.unsqueeze_dim::<3>(2), hop, AmpResample::Linear).reshape([b, n]);
     let phase = wrapped_cumsum(f0_up.clone().div_scalar(sample_rate));
     let ks = harmonic_numbers(k, &device);
-    let harmonic_phase = frac(phase.unsqueeze_dim::<3>(2) * ks.clone());
-    let audible = (f0_up.unsqueeze_dim::<3>(2) * ks)
-        .lower_elem(sample_rate / 2.0)
-        .float();
-    let sines = harmonic_phase.mul_scalar(2.0 * PI).sin() * audible;
-    let sines = sines.reshape([b * f, hop, k]);
-    // [B*F, K, 2]: this frame's and the next frame's amplitudes.
+    // [B, F, K, 2]: this frame's and the next frame's amplitudes.
     let pair = Tensor::stack::<4>(
         vec![
             harmonic_amplitudes.clone(),
             next_frames(harmonic_amplitudes),
         ],
         3,
-    )
-    .reshape([b * f, k, 2]);
-    let y = sines.matmul(pair); // [B*F, hop, 2]
+    );
     let w = from_vec(upsample_weights(hop, method), [1, hop, 1], &device);
     let weights = Tensor::cat(vec![w.clone().neg().add_scalar(1.0), w], 2); // [1, hop, 2]
-    (y * weights).sum_dim(2).reshape([b, n])
+    // The per-sample sines are [B, N, K]; render them in blocks of frames so no buffer exceeds
+    // MAX_BLOCK_BYTES (wgpu caps storage buffers, often at 128-256 MiB).
+    let per_frame = (b * hop * k * 4).max(1);
+    let block = (max_block_bytes / per_frame).clamp(1, f);
+    let mut parts = Vec::with_capacity(f.div_ceil(block));
+    for start in (0..f).step_by(block) {
+        let len = block.min(f - start);
+        let samples = start * hop..(start + len) * hop;
+        let harmonic_phase = frac(
+            phase
+                .clone()
+                .slice([0..b, samples.clone()])
+                .unsqueeze_dim::<3>(2)
+                * ks.clone(),
+        );
+        let audible = (f0_up.clone().slice([0..b, samples]).unsqueeze_dim::<3>(2) * ks.clone())
+            .lower_elem(sample_rate / 2.0)
+            .float();
+        let sines =
+            (harmonic_phase.mul_scalar(2.0 * PI).sin() * audible).reshape([b * len, hop, k]);
+        let amps = pair
+            .clone()
+            .slice([0..b, start..start + len, 0..k, 0..2])
+            .reshape([b * len, k, 2]);
+        let y = sines.matmul(amps); // [B*len, hop, 2]
+        parts.push((y * weights.clone()).sum_dim(2).reshape([b, len * hop]));
+    }
+    if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        Tensor::cat(parts, 1)
+    }
 }
+
+/// Largest intermediate buffer [`harmonic_synthesis`] creates, bytes (64 MiB).
+pub const MAX_BLOCK_BYTES: usize = 64 << 20;
 
 /// Next power of two at or above `n` (at least 1).
 pub fn next_pow2(n: usize) -> usize {

@@ -519,3 +519,33 @@ fn gradients_of_filtering_match_finite_differences() {
         1e-2,
     );
 }
+
+#[test]
+fn blocked_harmonic_synthesis_equals_one_block() {
+    let (b, frames, k, hop) = (3, 50, 24, 32);
+    let f0 = rand_vec(b * frames, 91, 80.0, 900.0);
+    let amps = rand_vec(b * frames * k, 92, 0.0, 0.1);
+    let device = flex();
+    let run = |max_bytes: usize| {
+        to_vec(harmonic_synthesis_blocked(
+            from_vec(f0.clone(), [b, frames], &device),
+            from_vec(amps.clone(), [b, frames, k], &device),
+            hop,
+            16000.0,
+            AmpResample::Window,
+            max_bytes,
+        ))
+    };
+    let whole = run(usize::MAX);
+    // 7 frames per block (not a divisor of 50) and one frame per block.
+    for bytes in [7 * b * hop * k * 4, 1] {
+        let blocked = run(bytes);
+        assert_eq!(blocked.len(), whole.len());
+        for (i, (x, y)) in blocked.iter().zip(&whole).enumerate() {
+            assert!(
+                (x - y).abs() < 1e-6,
+                "sample {i}: {x} vs {y} (block {bytes} bytes)"
+            );
+        }
+    }
+}
