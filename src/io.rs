@@ -31,3 +31,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Append one line to a CSV file, writing `header` first when the file is new. A line is
+/// written with a single `write_all`, so a reader never sees half of one.
+pub fn append_csv_row(path: &Path, header: &[&str], row: &[String]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let new = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut text = String::new();
+    if new {
+        text.push_str(&header.join(","));
+        text.push('\n');
+    }
+    text.push_str(&row.join(","));
+    text.push('\n');
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::io(path, e))
+}

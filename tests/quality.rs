@@ -13,6 +13,10 @@ use ddsp::train::{Mode, TrainOptions, paper_spectral_loss};
 use ddsp::{Config, DeviceChoice};
 use std::path::{Path, PathBuf};
 
+/// The two tests run one at a time: model initialisation draws from the device RNG, which is
+/// shared by the whole process, so overlapping tests would perturb each other's seeds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn shared() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/dev");
     if p.is_dir() {
@@ -39,6 +43,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn single_violin_chunk_overfits_without_collapse() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(dev) = shared() else { return };
     let dir = temp("overfit");
     let mut config = tiny();
@@ -78,6 +83,7 @@ fn single_violin_chunk_overfits_without_collapse() {
         resume: None,
         init_checkpoint: None,
         split: Split::Train,
+        profile: None,
     };
     let summary = ddsp::train::train(&config, &cache, &device, &options, &mut |_| {}).unwrap();
     let first = summary.first_val.unwrap();
@@ -145,6 +151,7 @@ fn truth(frames: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 
 #[test]
 fn synthetic_controls_are_recovered() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     let mut config = tiny();
     config.harmonics = 20;

@@ -67,6 +67,11 @@ enum Cmd {
         /// Compute device.
         #[arg(long, default_value = "auto")]
         device: ddsp::DeviceChoice,
+        /// Write a per-step, per-phase timing profile (data/forward/backward/optimizer, device
+        /// synchronised) to PATH, or to <run-dir>/profile.csv with no value or `true`. Burn 0.22
+        /// exposes no kernel sources or per-op profiler, so this is the profile it allows.
+        #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "true")]
+        kernel_dump: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -248,6 +253,7 @@ fn run(cli: Cli) -> Result<()> {
             init_checkpoint,
             split,
             device,
+            kernel_dump,
             config,
         } => {
             let config = config.resolve()?;
@@ -264,6 +270,10 @@ fn run(cli: Cli) -> Result<()> {
                 resume,
                 init_checkpoint,
                 split,
+                profile: kernel_dump.map(|v| match v.as_str() {
+                    "true" | "" => PathBuf::new(),
+                    path => PathBuf::from(path),
+                }),
             };
             train(&config, &cache, &device, &options)?;
         }

@@ -70,6 +70,48 @@ pub struct TrainOptions {
     pub init_checkpoint: Option<PathBuf>,
     /// Split to train on.
     pub split: Split,
+    /// Write a per-step, per-phase timing profile (CSV) here; an empty path means
+    /// `<run dir>/profile.csv`. See [`PhaseProfiler`].
+    pub profile: Option<PathBuf>,
+}
+
+/// Per-phase step timings for `--kernel-dump`.
+///
+/// Burn 0.22 exposes neither the compiled kernels' sources nor a per-op profiler, only
+/// device-timed windows; this profiler synchronises the device at each phase boundary and
+/// records wall-clock milliseconds of `data` (batch upload), `forward` (decoder, synth, loss
+/// and its read-back), `backward` (gradients and accumulation) and `optimizer` (gradient norm,
+/// clipping, Adam), one CSV row per step.
+pub struct PhaseProfiler {
+    device: Device,
+    last: std::time::Instant,
+    phases: [f64; 4],
+}
+
+impl PhaseProfiler {
+    const NAMES: [&'static str; 4] = ["data", "forward", "backward", "optimizer"];
+
+    fn new(device: Device) -> Self {
+        Self {
+            device,
+            last: std::time::Instant::now(),
+            phases: [0.0; 4],
+        }
+    }
+
+    /// Close the current phase `i` (after a device sync) and start the next.
+    fn mark(&mut self, i: usize) {
+        let _ = self.device.sync();
+        let now = std::time::Instant::now();
+        self.phases[i] += (now - self.last).as_secs_f64() * 1e3;
+        self.last = now;
+    }
+
+    fn start(&mut self) {
+        let _ = self.device.sync();
+        self.last = std::time::Instant::now();
+        self.phases = [0.0; 4];
+    }
 }
 
 /// What the loop reports as it goes.
@@ -424,6 +466,18 @@ pub fn train(
     let val_header = ["step", "spectral_paper", "f0_cents_median"];
 
     let mut snapshots = Vec::new();
+    let mut profiler = options
+        .profile
+        .as_ref()
+        .map(|_| PhaseProfiler::new(ad.clone()));
+    let profile_path = match &options.profile {
+        Some(p) if p.as_os_str().is_empty() => run_dir.join("profile.csv"),
+        Some(p) => p.clone(),
+        None => PathBuf::new(),
+    };
+    let profile_path = profile_path.as_path();
+    let mut profile_header = vec!["step"];
+    profile_header.extend(PhaseProfiler::NAMES.iter().copied());
     let mut step = state.step;
     while step < options.steps {
         // Validation (and the best checkpoint) before the step, so step 0 is the baseline.
@@ -466,6 +520,9 @@ pub fn train(
         }
 
         let lr = learning_rate(&config, step, options.steps);
+        if let Some(p) = profiler.as_mut() {
+            p.start();
+        }
         let mut accumulator = GradientsAccumulator::new();
         let mut sums: Vec<f32> = vec![0.0; loss_names.len()];
         let mut finite = true;
@@ -493,6 +550,9 @@ pub fn train(
                 }
                 Mode::M2 => {
                     let batch = Batch::from_chunks(&refs, &ad);
+                    if let Some(p) = profiler.as_mut() {
+                        p.mark(0);
+                    }
                     if config.fixed_batch && fixed_spec.is_none() && objective.uses_spectral() {
                         fixed_spec =
                             Some(objective.spectral.target_spectrograms(batch.audio.clone()));
@@ -506,6 +566,9 @@ pub fn train(
                         step,
                     );
                     let values = report.values();
+                    if let Some(p) = profiler.as_mut() {
+                        p.mark(1);
+                    }
                     if values.iter().any(|(_, v)| !v.is_finite()) {
                         finite = false;
                         break;
@@ -516,6 +579,9 @@ pub fn train(
                     let loss = report.total.div_scalar(accum as f64);
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
                     accumulator.accumulate(&model, grads);
+                    if let Some(p) = profiler.as_mut() {
+                        p.mark(2);
+                    }
                 }
             }
         }
@@ -538,6 +604,12 @@ pub fn train(
                     }
                 }
                 model = optimizer.step(lr, model, grads);
+                if let Some(p) = profiler.as_mut() {
+                    p.mark(3);
+                    let mut row = vec![(step + 1).to_string()];
+                    row.extend(p.phases.iter().map(|ms| format!("{ms:.3}")));
+                    crate::io::append_csv_row(profile_path, &profile_header, &row)?;
+                }
             } else {
                 finite = false;
             }

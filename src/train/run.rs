@@ -2,7 +2,6 @@
 
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -129,21 +128,7 @@ impl RunDir {
     /// Append a row to `logs/NAME.csv`, writing the header first when the file is new.
     pub fn append_csv(&self, name: &str, header: &[&str], row: &[String]) -> Result<()> {
         let path = self.root.join("logs").join(format!("{name}.csv"));
-        let new = !path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        let mut text = String::new();
-        if new {
-            text.push_str(&header.join(","));
-            text.push('\n');
-        }
-        text.push_str(&row.join(","));
-        text.push('\n');
-        file.write_all(text.as_bytes())
-            .map_err(|e| Error::io(&path, e))
+        crate::io::append_csv_row(&path, header, row)
     }
 
     /// Drop CSV rows whose first column (the step) is above `step`, for a resumed run.

@@ -68,6 +68,7 @@ fn options(runs: &Path, name: &str, steps: usize) -> TrainOptions {
         resume: None,
         init_checkpoint: None,
         split: Split::Train,
+        profile: None,
     }
 }
 
@@ -151,22 +152,19 @@ fn run_directory_holds_everything() {
 #[test]
 fn resume_continues_with_the_same_losses() {
     let runs = runs_dir("resume");
-    train(
-        &config(),
-        cache(),
-        &flex(),
-        &options(&runs, "straight", 6),
-        &mut |_| {},
-    )
-    .unwrap();
-    train(
-        &config(),
-        cache(),
-        &flex(),
-        &options(&runs, "split", 3),
-        &mut |_| {},
-    )
-    .unwrap();
+    // Both runs start from the same saved weights: the comparison is about resuming, not about
+    // initialisation (flex's RNG is shared by the parallel tests of this process).
+    std::fs::create_dir_all(&runs).unwrap();
+    let init = runs.join("init.safetensors");
+    DdspModel::new(&config(), &Device::flex())
+        .save_safetensors(&init, &config())
+        .unwrap();
+    let mut straight = options(&runs, "straight", 6);
+    straight.init_checkpoint = Some(init.clone());
+    train(&config(), cache(), &flex(), &straight, &mut |_| {}).unwrap();
+    let mut first = options(&runs, "split", 3);
+    first.init_checkpoint = Some(init);
+    train(&config(), cache(), &flex(), &first, &mut |_| {}).unwrap();
     let mut resumed = options(&runs, "ignored", 6);
     resumed.resume = Some(runs.join("split"));
     let s = train(&config(), cache(), &flex(), &resumed, &mut |_| {}).unwrap();
@@ -350,6 +348,23 @@ fn control_dumps_write_the_original_tools_files() {
             .map(|(i, a)| a * (2.0 * std::f64::consts::PI * (i + 1) as f64 * row[0]).sin())
             .sum();
         assert!((row[1] - expected).abs() < 1e-5 * expected.abs().max(1.0));
+    }
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn phase_profile_has_a_row_per_step() {
+    let runs = runs_dir("profile");
+    let mut opts = options(&runs, "p", 3);
+    opts.profile = Some(PathBuf::new()); // the run directory's profile.csv
+    train(&config(), cache(), &flex(), &opts, &mut |_| {}).unwrap();
+    let text = std::fs::read_to_string(runs.join("p/profile.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "step,data,forward,backward,optimizer");
+    assert_eq!(lines.len(), 4);
+    for l in &lines[1..] {
+        let ms: Vec<f64> = l.split(',').skip(1).map(|v| v.parse().unwrap()).collect();
+        assert!(ms.iter().all(|v| *v >= 0.0) && ms[1] > 0.0, "{l}");
     }
     std::fs::remove_dir_all(&runs).unwrap();
 }
