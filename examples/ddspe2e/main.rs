@@ -22,6 +22,64 @@ struct Cli {
     command: Cmd,
 }
 
+/// `train`'s own flags (the config flags come with `ConfigArgs`).
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Cache folder made by `preprocess`.
+    #[arg(long)]
+    cache: PathBuf,
+    /// WAV folder to preprocess into `--cache` first (skipped work is reused).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// `dry` (pipeline sanity, no model) or `m2` (decoder + synth).
+    #[arg(long, default_value = "m2")]
+    mode: ddsp::train::Mode,
+    /// Total training steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Parent folder of run directories.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Run name (default: run-YYYYMMDD-HHMMSS).
+    #[arg(long)]
+    run_name: Option<String>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Start from these weights (a checkpoint folder or a .safetensors/.bpk file).
+    #[arg(long)]
+    init_checkpoint: Option<PathBuf>,
+    /// Split to train on.
+    #[arg(long, default_value = "train")]
+    split: ddsp::data::Split,
+    /// Compute device.
+    #[arg(long, default_value = "auto")]
+    device: ddsp::DeviceChoice,
+    /// Write a per-step, per-phase timing profile (data/forward/backward/optimizer, device
+    /// synchronised) to PATH, or to <run-dir>/profile.csv with no value or `true`. Burn 0.22
+    /// exposes no kernel sources or per-op profiler, so this is the profile it allows.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "true")]
+    kernel_dump: Option<String>,
+}
+
+impl TrainArgs {
+    fn options(&self) -> ddsp::train::TrainOptions {
+        ddsp::train::TrainOptions {
+            mode: self.mode,
+            steps: self.steps,
+            runs_dir: self.runs_dir.clone(),
+            run_name: self.run_name.clone(),
+            resume: self.resume.clone(),
+            init_checkpoint: self.init_checkpoint.clone(),
+            split: self.split,
+            profile: self.kernel_dump.as_deref().map(|v| match v {
+                "true" | "" => PathBuf::new(),
+                path => PathBuf::from(path),
+            }),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Turn a folder of WAV files into a feature cache (chunks, f0, voicing, loudness).
@@ -37,41 +95,8 @@ enum Cmd {
     },
     /// Train a model on a cache (or a WAV folder, preprocessed first) and write a run directory.
     Train {
-        /// Cache folder made by `preprocess`.
-        #[arg(long)]
-        cache: PathBuf,
-        /// WAV folder to preprocess into `--cache` first (skipped work is reused).
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// `dry` (pipeline sanity, no model) or `m2` (decoder + synth).
-        #[arg(long, default_value = "m2")]
-        mode: ddsp::train::Mode,
-        /// Total training steps.
-        #[arg(long, default_value_t = 1000)]
-        steps: usize,
-        /// Parent folder of run directories.
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        /// Run name (default: run-YYYYMMDD-HHMMSS).
-        #[arg(long)]
-        run_name: Option<String>,
-        /// Continue the run in this directory from its latest checkpoint.
-        #[arg(long)]
-        resume: Option<PathBuf>,
-        /// Start from these weights (a checkpoint folder or a .safetensors/.bpk file).
-        #[arg(long)]
-        init_checkpoint: Option<PathBuf>,
-        /// Split to train on.
-        #[arg(long, default_value = "train")]
-        split: ddsp::data::Split,
-        /// Compute device.
-        #[arg(long, default_value = "auto")]
-        device: ddsp::DeviceChoice,
-        /// Write a per-step, per-phase timing profile (data/forward/backward/optimizer, device
-        /// synchronised) to PATH, or to <run-dir>/profile.csv with no value or `true`. Burn 0.22
-        /// exposes no kernel sources or per-op profiler, so this is the profile it allows.
-        #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "true")]
-        kernel_dump: Option<String>,
+        #[command(flatten)]
+        args: TrainArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -242,40 +267,14 @@ fn run(cli: Cli) -> Result<()> {
             cache,
             config,
         } => preprocess(&input, &cache, &config.resolve()?)?,
-        Cmd::Train {
-            cache,
-            input,
-            mode,
-            steps,
-            runs_dir,
-            run_name,
-            resume,
-            init_checkpoint,
-            split,
-            device,
-            kernel_dump,
-            config,
-        } => {
+        Cmd::Train { args, config } => {
             let config = config.resolve()?;
-            if let Some(input) = input {
-                preprocess(&input, &cache, &config)?;
+            if let Some(input) = &args.input {
+                preprocess(input, &args.cache, &config)?;
             }
-            let device = ddsp::device::select(device)?;
+            let device = ddsp::device::select(args.device)?;
             eprintln!("device: {}", device.description);
-            let options = ddsp::train::TrainOptions {
-                mode,
-                steps,
-                runs_dir,
-                run_name,
-                resume,
-                init_checkpoint,
-                split,
-                profile: kernel_dump.map(|v| match v.as_str() {
-                    "true" | "" => PathBuf::new(),
-                    path => PathBuf::from(path),
-                }),
-            };
-            train(&config, &cache, &device, &options)?;
+            train(&config, &args.cache, &device, &args.options())?;
         }
         Cmd::InspectCache {
             cache,
