@@ -54,3 +54,14 @@ pub fn append_csv_row(path: &Path, header: &[&str], row: &[String]) -> Result<()
     file.write_all(text.as_bytes())
         .map_err(|e| Error::io(path, e))
 }
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of bytes, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}

@@ -3,6 +3,8 @@
 use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
+
+use crate::io::{hex, sha256_hex};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -79,10 +81,6 @@ pub fn scan_wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
     walk(dir, &mut files)?;
     files.sort();
     Ok(files)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hash of the feature-affecting options: part of every shard's name.
@@ -307,7 +305,7 @@ pub fn preprocess(
                 .replace('\\', "/");
             let result = (|| -> Result<(Outcome, f64)> {
                 let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-                let sha = hex(&Sha256::digest(&bytes));
+                let sha = sha256_hex(&bytes);
                 let shard_name = format!("chunks-{}-{fkey}.safetensors", &sha[..16]);
                 let shard_path = cache.join(&shard_name);
                 let key = u64::from_str_radix(&sha[..16], 16).unwrap_or(0);

@@ -18,7 +18,6 @@ pub use run::{CheckpointState, RunDir, RunMeta, default_run_name, read_state, un
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use sha2::Digest;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, GradClipMode, SpectralLossMode};
@@ -232,12 +231,7 @@ fn temperature(config: &Config, step: usize) -> f64 {
 
 fn sha256_file(path: &Path) -> String {
     std::fs::read(path)
-        .map(|b| {
-            sha2::Sha256::digest(&b)
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect()
-        })
+        .map(|b| crate::io::sha256_hex(&b))
         .unwrap_or_default()
 }
 
@@ -662,42 +656,46 @@ pub fn train(
             plots::plot_losses(&logs, &logs.join("loss_curves.png"))?;
         }
         let render_every = config.render_every();
-        if render_every > 0 && (step.is_multiple_of(render_every) || last) {
+        let render_now = render_every > 0 && (step.is_multiple_of(render_every) || last);
+        let dump_now = options.mode == Mode::M2
+            && config.dump_controls_every > 0
+            && step.is_multiple_of(config.dump_controls_every);
+        if render_now || dump_now {
+            // One forward pass on the first validation batch serves renders and dumps.
             let (batch, _) = &evaluator.targets[0];
-            let out = match options.mode {
-                Mode::Dry => synth_plain.forward(dry_controls(batch, &config), config.seed),
+            let (audio, controls) = match options.mode {
+                Mode::Dry => (
+                    synth_plain.forward(dry_controls(batch, &config), config.seed),
+                    None,
+                ),
                 Mode::M2 => {
-                    model
-                        .valid()
-                        .forward_batch(batch, temperature(&config, step), config.seed)
-                        .audio
+                    let out =
+                        model
+                            .valid()
+                            .forward_batch(batch, temperature(&config, step), config.seed);
+                    (out.audio, Some(out.controls))
                 }
             };
-            write_renders(&run.renders(step), batch, &out, sr, 2)?;
-            let n = config.chunk_size;
-            plots::plot_spectrograms(
-                &to_vec(batch.audio.clone())[..n],
-                &to_vec(out.audio.clone())[..n],
-                &run.renders(step).join("spectrogram.png"),
-            )?;
-        }
-        if options.mode == Mode::M2
-            && config.dump_controls_every > 0
-            && step.is_multiple_of(config.dump_controls_every)
-        {
-            let (batch, _) = &evaluator.targets[0];
-            let out = model
-                .valid()
-                .forward_batch(batch, temperature(&config, step), config.seed);
-            let dir = run.root.join("logs").join("controls");
-            let snapshot = dump_controls(&dir, step, &out.controls, &config)?;
-            plots::plot_controls(
-                &snapshot,
-                &dir.join("plots")
-                    .join(format!("step_{step:06}_controls.png")),
-            )?;
-            snapshots.push(snapshot);
-            plots::plot_controls_compare(&snapshots, &dir.join("plots").join("steps_compare.png"))?;
+            if render_now {
+                write_renders(&run.renders(step), batch, &audio, sr, 2)?;
+                let n = config.chunk_size;
+                plots::plot_spectrograms(
+                    &to_vec(batch.audio.clone())[..n],
+                    &to_vec(audio.audio.clone())[..n],
+                    &run.renders(step).join("spectrogram.png"),
+                )?;
+            }
+            if let (true, Some(controls)) = (dump_now, controls) {
+                let dir = run.root.join("logs").join("controls");
+                let snapshot = dump_controls(&dir, step, &controls, &config)?;
+                let plots_dir = dir.join("plots");
+                plots::plot_controls(
+                    &snapshot,
+                    &plots_dir.join(format!("step_{step:06}_controls.png")),
+                )?;
+                snapshots.push(snapshot);
+                plots::plot_controls_compare(&snapshots, &plots_dir.join("steps_compare.png"))?;
+            }
         }
         meta.steps = step;
         meta.best_val_loss = state.best_val;
