@@ -38,8 +38,8 @@ pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
 }
 
 /// Compare autodiff gradients of a scalar function with central finite differences at the
-/// listed flat indices. The function is evaluated on flex in `f32`, so `eps` should suit the
-/// function's scale; `tol` bounds `|analytic - numeric|` relative to the largest gradient
+/// listed flat indices. The function is evaluated on flex (with autodiff, so `f` may use
+/// modules built on [`flex_ad`]) in `f32`, so `eps` should suit the function's scale; `tol` bounds `|analytic - numeric|` relative to the largest gradient
 /// magnitude checked.
 pub fn check_gradient<const D: usize>(
     f: impl Fn(Tensor<D>) -> Tensor<1>,
@@ -55,7 +55,7 @@ pub fn check_gradient<const D: usize>(
     let grads = y.backward();
     let analytic = to_vec(x.grad(&grads).expect("input has a gradient"));
     let eval = |v: Vec<f32>| -> f64 {
-        let t = from_vec(v, shape, &Device::flex());
+        let t = from_vec(v, shape, &device);
         to_vec(f(t))[0] as f64
     };
     let mut scale = 1e-6f64;

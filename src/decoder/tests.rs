@@ -246,6 +246,25 @@ fn fast_gru_matches_burn_gru_with_copied_weights() {
     }
 }
 
+#[test]
+fn fast_gru_input_gradients_match_finite_differences() {
+    // 11 frames: pieces of 3, 3, 3 and 2 frames at the first level of the slicing tree.
+    let device = flex_ad();
+    let (b, f, d_in, h) = (2, 11, 3, 4);
+    let gru = FastGruConfig::new(d_in, h).init(&device);
+    let weights = from_vec(rand_vec(b * f * h, 43, -1.0, 1.0), [b, f, h], &device);
+    let x0 = rand_vec(b * f * d_in, 42, -1.0, 1.0);
+    let indices: Vec<usize> = (0..b * f * d_in).step_by(5).collect();
+    crate::testing::check_gradient(
+        |x: Tensor<3>| (gru.forward(x) * weights.clone()).sum(),
+        &x0,
+        [b, f, d_in],
+        &indices,
+        1e-2,
+        2e-3,
+    );
+}
+
 struct GradCheck<'a> {
     grads: &'a burn::tensor::Gradients,
     params: usize,
