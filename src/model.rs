@@ -39,13 +39,22 @@ pub fn synth_config(config: &Config) -> SynthConfig {
 }
 
 impl DdspModel {
-    /// Build a freshly initialised model (initialisation is seeded by `config.seed`).
+    /// Build a freshly initialised model: the same `config.seed` gives the same weights on the
+    /// same device, also when other threads build models at the same time.
+    ///
+    /// Burn's backends keep one random generator per process and initialise parameters lazily,
+    /// so the seed is set, the model built and every parameter drawn under one process-wide
+    /// lock (random tensors drawn elsewhere, outside `DdspModel::new`, are not covered).
     pub fn new(config: &Config, device: &Device) -> Self {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.seed);
-        Self {
+        let model = Self {
             decoder: DecoderConfig::from_config(config).init(device),
             synth: synth_config(config).init(device),
-        }
+        };
+        model.visit(&mut Materialise);
+        model
     }
 
     /// Decode features `[B, F]` into controls and render them. `seed` picks the noise.
@@ -177,6 +186,15 @@ fn reverb_name(mode: ReverbMode) -> &'static str {
     }
 }
 
+/// Draws every lazily initialised parameter (reading a parameter initialises it).
+struct Materialise;
+
+impl burn::module::ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 /// The backbone recorded in a weight file's metadata, if it has one.
 fn stored_backbone(bytes: &[u8]) -> Option<String> {
     // Safetensors keeps metadata as JSON and burnpack as CBOR, both near the start of the
@@ -208,6 +226,61 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    /// Every float parameter, flattened in visiting order.
+    fn weights(model: &DdspModel) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.0.extend(crate::dsp::to_vec(param.val()));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        model.visit(&mut c);
+        c.0
+    }
+
+    #[test]
+    fn same_seed_same_weights_even_when_models_are_built_concurrently() {
+        let config = tiny("gru");
+        let reference = weights(&DdspModel::new(&config, &Device::flex()));
+        let mut other = config.clone();
+        other.seed += 1;
+        assert_ne!(
+            weights(&DdspModel::new(&other, &Device::flex())),
+            reference,
+            "another seed gives other weights"
+        );
+        // Threads build models (one of them with another seed, drawing from the same
+        // process-wide generator) and only then read their weights.
+        let built: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let c = if i % 3 == 2 {
+                        other.clone()
+                    } else {
+                        config.clone()
+                    };
+                    s.spawn(move || {
+                        let models: Vec<DdspModel> = (0..4)
+                            .map(|_| DdspModel::new(&c, &Device::flex()))
+                            .collect();
+                        std::thread::yield_now();
+                        models.iter().map(weights).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 != 2)
+                .flat_map(|(_, h)| h.join().unwrap())
+                .collect()
+        });
+        for (i, w) in built.iter().enumerate() {
+            assert!(*w == reference, "model {i} built in a thread differs");
+        }
     }
 
     #[test]

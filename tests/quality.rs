@@ -13,8 +13,8 @@ use ddsp::train::{Mode, TrainOptions, paper_spectral_loss};
 use ddsp::{Config, DeviceChoice};
 use std::path::{Path, PathBuf};
 
-/// The two tests run one at a time: model initialisation draws from the device RNG, which is
-/// shared by the whole process, so overlapping tests would perturb each other's seeds.
+/// The two tests run one at a time: each trains for about a minute on every core, and together
+/// they would only compete for them.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn shared() -> Option<PathBuf> {

@@ -152,19 +152,19 @@ fn run_directory_holds_everything() {
 #[test]
 fn resume_continues_with_the_same_losses() {
     let runs = runs_dir("resume");
-    // Both runs start from the same saved weights: the comparison is about resuming, not about
-    // initialisation (flex's RNG is shared by the parallel tests of this process).
-    std::fs::create_dir_all(&runs).unwrap();
-    let init = runs.join("init.safetensors");
-    DdspModel::new(&config(), &Device::flex())
-        .save_safetensors(&init, &config())
-        .unwrap();
-    let mut straight = options(&runs, "straight", 6);
-    straight.init_checkpoint = Some(init.clone());
-    train(&config(), cache(), &flex(), &straight, &mut |_| {}).unwrap();
-    let mut first = options(&runs, "split", 3);
-    first.init_checkpoint = Some(init);
-    train(&config(), cache(), &flex(), &first, &mut |_| {}).unwrap();
+    // Concurrently running tests build models too: `DdspModel::new` keeps the seed exact.
+    let fresh = |name: &str, steps: usize| {
+        train(
+            &config(),
+            cache(),
+            &flex(),
+            &options(&runs, name, steps),
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    fresh("straight", 6);
+    fresh("split", 3);
     let mut resumed = options(&runs, "ignored", 6);
     resumed.resume = Some(runs.join("split"));
     let s = train(&config(), cache(), &flex(), &resumed, &mut |_| {}).unwrap();
@@ -172,6 +172,10 @@ fn resume_continues_with_the_same_losses() {
     let a = rows(&runs.join("straight/logs/train.csv"));
     let b = rows(&runs.join("split/logs/train.csv"));
     assert_eq!(a, b, "a resumed run repeats the uninterrupted one exactly");
+    // Same seed, same device: the same losses from a fresh start.
+    fresh("again", 6);
+    let again = rows(&runs.join("again/logs/train.csv"));
+    assert_eq!(again, a, "same seed, same losses");
     std::fs::remove_dir_all(&runs).unwrap();
 }
 
