@@ -1,5 +1,7 @@
 use super::*;
 use crate::device::{DeviceChoice, select};
+use crate::features::audio::write_wav;
+use burn::tensor::Device;
 use std::sync::OnceLock;
 
 /// A small cache of synthetic harmonic tones, made once per test binary.
