@@ -172,6 +172,27 @@ fn preprocess_inspect_and_train() {
         runs.join("m2/checkpoints/latest/model.safetensors")
             .exists()
     );
+    // Resuming uses the run's own config and says which flags it ignores.
+    let m2 = runs.join("m2");
+    let o = run(&[
+        "train",
+        "--cache",
+        p(&cache),
+        "--resume",
+        p(&m2),
+        "--steps",
+        "4",
+        "--device",
+        "flex",
+        "--lr",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ignoring lr") && text(&o).contains("(steps 3..4)"),
+        "{}",
+        text(&o)
+    );
     let o = run(&[
         "train",
         "--cache",

@@ -268,6 +268,18 @@ fn run(cli: Cli) -> Result<()> {
             config,
         } => preprocess(&input, &cache, &config.resolve()?)?,
         Cmd::Train { args, config } => {
+            if let Some(run) = &args.resume
+                && (config.file.is_some() || !config.overrides.is_empty())
+            {
+                let mut ignored: Vec<String> =
+                    config.file.iter().map(|_| "--config".into()).collect();
+                ignored.extend(config.overrides.iter().map(|(key, _)| key.clone()));
+                eprintln!(
+                    "note: --resume continues with {}; ignoring {}",
+                    run.join("resolved_config.json").display(),
+                    ignored.join(", ")
+                );
+            }
             let config = config.resolve()?;
             if let Some(input) = &args.input {
                 preprocess(input, &args.cache, &config)?;
