@@ -33,3 +33,28 @@ pub fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
 pub fn run_paper_shape(name: &str, gpu: bool) -> bool {
     name != "wgpu" || gpu || std::env::var("DDSP_BENCH_EMULATED_PAPER").is_ok_and(|v| v == "1")
 }
+
+/// Bench `step` with gradients on every device: ids `{shape name}/{device}`, 10 samples. The
+/// first shape is small; the second is paper-sized and skipped where [`run_paper_shape`] says.
+#[allow(dead_code)]
+pub fn bench_small_and_paper<S>(
+    c: &mut criterion::Criterion,
+    group: &str,
+    shapes: [(&str, S); 2],
+    step: impl Fn(&Device, &S) -> f32,
+) {
+    let mut group = c.benchmark_group(group);
+    group.sample_size(10);
+    for (name, device, gpu) in devices() {
+        let ad = device.autodiff();
+        for (i, (shape_name, shape)) in shapes.iter().enumerate() {
+            if i == 1 && !run_paper_shape(name, gpu) {
+                continue;
+            }
+            group.bench_function(format!("{shape_name}/{name}"), |bench| {
+                bench.iter(|| step(&ad, shape))
+            });
+        }
+    }
+    group.finish();
+}

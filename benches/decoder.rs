@@ -38,20 +38,8 @@ fn step(device: &Device, s: &Shape) -> f32 {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("gru_decoder_fwd_bwd");
-    group.sample_size(10);
-    for (name, device, gpu) in common::devices() {
-        let ad = device.autodiff();
-        for shape in [&SMALL, &PAPER] {
-            if shape.name == "paper" && !common::run_paper_shape(name, gpu) {
-                continue;
-            }
-            group.bench_function(format!("{}/{}", shape.name, name), |bench| {
-                bench.iter(|| step(&ad, shape))
-            });
-        }
-    }
-    group.finish();
+    let shapes = [(SMALL.name, SMALL), (PAPER.name, PAPER)];
+    common::bench_small_and_paper(c, "gru_decoder_fwd_bwd", shapes, step);
 }
 
 criterion_group!(benches, bench);

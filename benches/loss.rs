@@ -8,7 +8,7 @@ use ddsp::config::SpectralLossMode;
 use ddsp::dsp::{from_vec, to_vec};
 use ddsp::loss::SpectralLossConfig;
 
-fn step(device: &Device, batch: usize, samples: usize) -> f32 {
+fn step(device: &Device, &(batch, samples): &(usize, usize)) -> f32 {
     let loss = SpectralLossConfig::new(vec![2048, 1024, 512, 256, 128, 64])
         .with_mode(SpectralLossMode::L1)
         .init(device);
@@ -29,20 +29,8 @@ fn step(device: &Device, batch: usize, samples: usize) -> f32 {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("spectral_loss_fwd_bwd");
-    group.sample_size(10);
-    for (name, device, gpu) in common::devices() {
-        let ad = device.autodiff();
-        group.bench_function(format!("4x16000/{name}"), |b| {
-            b.iter(|| step(&ad, 4, 16000))
-        });
-        if common::run_paper_shape(name, gpu) {
-            group.bench_function(format!("16x64000/{name}"), |b| {
-                b.iter(|| step(&ad, 16, 64000))
-            });
-        }
-    }
-    group.finish();
+    let shapes = [("4x16000", (4, 16000)), ("16x64000", (16, 64000))];
+    common::bench_small_and_paper(c, "spectral_loss_fwd_bwd", shapes, step);
 }
 
 criterion_group!(benches, bench);
