@@ -18,6 +18,8 @@
 #   WORK        working folder (input copy, cache, run) [target/real_instrument]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The build directory .ci/run uses, so a warm build is reused.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddsp-target}"
 
 AUDIO=${AUDIO:-../shared/audio/dev/violin_fluidr3.wav}
 STEPS=${STEPS:-500}

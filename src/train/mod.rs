@@ -242,7 +242,9 @@ pub fn train(
         state = read_state(latest)?;
         model = model.load_weights(&latest.join("model.bpk"))?;
         optimizer = run::load_optimizer(latest, optimizer)?;
-        run.truncate_csv("train", state.step)?;
+        // Train rows are logged for the steps done; validation at `state.step` ran after the
+        // checkpoint was written and runs again on resume.
+        run.truncate_csv("train", state.step + 1)?;
         run.truncate_csv("val", state.step)?;
     } else if let Some(init) = &options.init_checkpoint {
         let file = if init.is_dir() {

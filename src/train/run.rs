@@ -131,8 +131,8 @@ impl RunDir {
         crate::io::append_csv_row(&path, header, row)
     }
 
-    /// Drop CSV rows whose first column (the step) is above `step`, for a resumed run.
-    pub fn truncate_csv(&self, name: &str, step: usize) -> Result<()> {
+    /// Drop CSV rows whose first column (the step) is `from` or later, for a resumed run.
+    pub fn truncate_csv(&self, name: &str, from: usize) -> Result<()> {
         let path = self.root.join("logs").join(format!("{name}.csv"));
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
@@ -145,7 +145,7 @@ impl RunDir {
                     || l.split(',')
                         .next()
                         .and_then(|s| s.parse::<usize>().ok())
-                        .is_some_and(|s| s <= step)
+                        .is_some_and(|s| s < from)
             })
             .map(|(_, l)| l)
             .collect();

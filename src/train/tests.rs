@@ -174,6 +174,9 @@ fn resume_continues_with_the_same_losses() {
     let a = rows(&runs.join("straight/logs/train.csv"));
     let b = rows(&runs.join("split/logs/train.csv"));
     assert_eq!(a, b, "a resumed run repeats the uninterrupted one exactly");
+    let val = |run: &str| rows(&runs.join(run).join("logs/val.csv"));
+    assert_eq!(val("straight").len(), 3, "steps 0, 3 and 6");
+    assert_eq!(val("split"), val("straight"), "validation rows, each once");
     // Same seed, same device: the same losses from a fresh start.
     fresh("again", 6);
     let again = rows(&runs.join("again/logs/train.csv"));
