@@ -48,7 +48,11 @@ cargo "${cargo_args[@]}" -- "${train_args[@]}"
 echo
 echo "validation ($RUN/logs/val.csv):"
 column -s, -t < "$RUN/logs/val.csv"
-awk -F, 'NR > 1 { step[n] = $1; loss[n] = $2; cents[n] = $3; n++ }
+awk -F, 'BEGIN { n = 0 }
+NR > 1 {
+  if (n > 0 && step[n-1] == $1) n--   # a step logged twice (runs resumed by older versions)
+  step[n] = $1; loss[n] = $2; cents[n] = $3; n++
+}
 END {
   if (n < 3) { print "FAIL: fewer than 3 validation evaluations"; exit 1 }
   half = int(n / 2); best1 = loss[0]; best2 = loss[half]
