@@ -131,7 +131,9 @@ fn heatmap(
         .draw()?;
     chart.draw_series(values.iter().enumerate().flat_map(|(x, col)| {
         col.iter().enumerate().map(move |(y, v)| {
+            // Non-finite cells (a diverged render) take the colour of the lowest value.
             let t = ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
+            let t = if t.is_finite() { t } else { 0.0 };
             Rectangle::new([(x, y), (x + 1, y + 1)], ViridisRGB::get_color(t).filled())
         })
     }))?;
@@ -322,6 +324,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let sig: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
         plot_spectrograms(&sig, &sig, &dir.join("spec.png")).unwrap();
+        // A diverged prediction (NaN) still plots instead of panicking.
+        plot_spectrograms(&sig, &[f32::NAN; 8000], &dir.join("nan.png")).unwrap();
         let snap = ControlSnapshot {
             step: 3,
             f0_hz: vec![220.0; 20],
@@ -347,7 +351,13 @@ mod tests {
         )
         .unwrap();
         plot_losses(&dir, &dir.join("losses.png")).unwrap();
-        for f in ["spec.png", "controls.png", "cmp.png", "losses.png"] {
+        for f in [
+            "spec.png",
+            "nan.png",
+            "controls.png",
+            "cmp.png",
+            "losses.png",
+        ] {
             let bytes = std::fs::read(dir.join(f)).unwrap();
             assert_eq!(&bytes[1..4], b"PNG", "{f} is a PNG");
             assert!(bytes.len() > 5000, "{f} has content");

@@ -234,6 +234,7 @@ fn non_finite_steps_are_skipped_and_repeated_failures_stop_the_run() {
     c.lr = 1e38; // Adam moves weights by ~lr: they overflow after the first step.
     c.grad_clip = 0.0;
     c.eval_every = 0;
+    c.checkpoint_every = 1; // the good first step leaves a checkpoint
     let mut skipped = 0;
     let err = train(
         &c,
@@ -256,12 +257,15 @@ fn non_finite_steps_are_skipped_and_repeated_failures_stop_the_run() {
     let meta = std::fs::read_to_string(runs.join("nan/run_meta.json")).unwrap();
     assert!(meta.contains("failed"), "{meta}");
     // The last good checkpoint survives and loads.
-    let latest = runs.join("nan/checkpoints/latest/model.bpk");
-    if latest.exists() {
-        DdspModel::new(&c, &Device::flex())
-            .load_weights(&latest)
-            .unwrap();
-    }
+    let latest = runs.join("nan/checkpoints/latest");
+    assert_eq!(
+        read_state(&latest).unwrap().step,
+        1,
+        "step 1 was the last good one"
+    );
+    DdspModel::new(&c, &Device::flex())
+        .load_weights(&latest.join("model.bpk"))
+        .unwrap();
     std::fs::remove_dir_all(&runs).unwrap();
 }
 
