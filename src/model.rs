@@ -5,7 +5,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
 
-use crate::config::{Config, DecoderBackbone, ReverbMode};
+use crate::config::Config;
 use crate::data::Batch;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::{Error, Result};
@@ -88,8 +88,8 @@ impl DdspModel {
     /// kinds in the metadata, written atomically.
     pub fn save_safetensors(&self, path: &Path, config: &Config) -> Result<()> {
         let mut store = SafetensorsStore::from_bytes(None)
-            .metadata("ddsp.backbone", backbone_name(self.decoder.kind()))
-            .metadata("ddsp.reverb", reverb_name(config.reverb))
+            .metadata("ddsp.backbone", config_name(&self.decoder.kind()))
+            .metadata("ddsp.reverb", config_name(&config.reverb))
             .metadata(
                 "ddsp.config",
                 serde_json::to_string(config).expect("config serialises"),
@@ -102,7 +102,7 @@ impl DdspModel {
     /// Save the weights with their parameter ids (burnpack), for exact resumption.
     pub fn save_burnpack(&self, path: &Path) -> Result<()> {
         let mut store = BurnpackStore::from_bytes(None)
-            .metadata("ddsp.backbone", backbone_name(self.decoder.kind()));
+            .metadata("ddsp.backbone", config_name(&self.decoder.kind()));
         self.save_into(&mut store).map_err(|e| ckpt_err(path, e))?;
         let bytes = store.get_bytes().map_err(|e| ckpt_err(path, e))?;
         crate::io::write_atomic(path, &bytes)
@@ -113,15 +113,15 @@ impl DdspModel {
     /// error that says so.
     pub fn load_weights(mut self, path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e))?;
+        let backbone = config_name(&self.decoder.kind());
         if let Some(found) = stored_backbone(&bytes)
-            && found != backbone_name(self.decoder.kind())
+            && found != backbone
         {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 reason: format!(
-                    "it holds a `{found}` decoder, but the config asks for `{}` \
-                     (set decoderBackbone to `{found}` to use it)",
-                    backbone_name(self.decoder.kind())
+                    "it holds a `{found}` decoder, but the config asks for `{backbone}` \
+                     (set decoderBackbone to `{found}` to use it)"
                 ),
             });
         }
@@ -169,20 +169,11 @@ fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// `mlp`, `gru` or `transformer`.
-pub fn backbone_name(kind: DecoderBackbone) -> &'static str {
-    match kind {
-        DecoderBackbone::Mlp => "mlp",
-        DecoderBackbone::Gru => "gru",
-        DecoderBackbone::Transformer => "transformer",
-    }
-}
-
-fn reverb_name(mode: ReverbMode) -> &'static str {
-    match mode {
-        ReverbMode::Off => "off",
-        ReverbMode::Fir => "fir",
-        ReverbMode::ExpDecay => "exp-decay",
+/// A config enum's spelling in the JSON config (`gru`, `exp-decay`, ...), its serde name.
+fn config_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        other => unreachable!("config enums serialise as strings, got {other:?}"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! A-weighted loudness in dB, as magenta `ddsp.spectral_ops.compute_loudness`.
 
 use realfft::RealFftPlanner;
+use realfft::num_complex::Complex;
 use std::f64::consts::PI;
 
 /// Floor of the loudness scale, dB (DDSP's `range_db` with reference 0 dB).
@@ -48,6 +49,28 @@ pub fn centred_frame_count(n: usize, hop: usize) -> usize {
 pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usize) -> Vec<f32> {
     let frames = centred_frame_count(audio.len(), hop);
     let weights = a_weighting_power(n_fft, sample_rate);
+    frame_spectra(audio, n_fft, hop, n_fft / 2, frames, |spectrum| {
+        let power: f64 = spectrum
+            .iter()
+            .zip(&weights)
+            .map(|(c, w)| c.norm_sqr() * w)
+            .sum::<f64>()
+            / spectrum.len() as f64;
+        (10.0 * power.max(1e-10).log10()).max(LOUDNESS_FLOOR_DB) as f32
+    })
+}
+
+/// Spectra of `frames` frames of `n_fft` samples times a periodic Hann window, frame `i`
+/// starting at sample `i * hop - offset` (samples outside the signal count as zero): `each`
+/// maps a frame's `n_fft / 2 + 1` bins to one value.
+pub fn frame_spectra<T>(
+    audio: &[f32],
+    n_fft: usize,
+    hop: usize,
+    offset: usize,
+    frames: usize,
+    mut each: impl FnMut(&[Complex<f64>]) -> T,
+) -> Vec<T> {
     let window: Vec<f64> = (0..n_fft)
         .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n_fft as f64).cos())
         .collect();
@@ -55,10 +78,9 @@ pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usiz
     let mut input = fft.make_input_vec();
     let mut spectrum = fft.make_output_vec();
     let mut scratch = fft.make_scratch_vec();
-    let half = (n_fft / 2) as isize;
     (0..frames)
         .map(|i| {
-            let start = (i * hop) as isize - half;
+            let start = (i * hop) as isize - offset as isize;
             for (j, slot) in input.iter_mut().enumerate() {
                 let idx = start + j as isize;
                 let x = if idx >= 0 && (idx as usize) < audio.len() {
@@ -70,13 +92,7 @@ pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usiz
             }
             fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch)
                 .expect("fft sizes match");
-            let power: f64 = spectrum
-                .iter()
-                .zip(&weights)
-                .map(|(c, w)| c.norm_sqr() * w)
-                .sum::<f64>()
-                / spectrum.len() as f64;
-            (10.0 * power.max(1e-10).log10()).max(LOUDNESS_FLOOR_DB) as f32
+            each(&spectrum)
         })
         .collect()
 }

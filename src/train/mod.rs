@@ -148,6 +148,7 @@ pub struct RunSummary {
 
 /// Consecutive skipped steps after which the run stops.
 pub const MAX_CONSECUTIVE_SKIPS: usize = 20;
+
 /// Fixed controls for `dry` mode: f0 from the cache, amplitude `sqrt(2)` times the target's
 /// frame RMS, a `1/k` harmonic roll-off, and quiet flat noise.
 pub fn dry_controls(batch: &Batch, config: &Config) -> SynthControls {

@@ -280,26 +280,13 @@ pub fn plot_controls_compare(snapshots: &[ControlSnapshot], out: &Path) -> Resul
 
 /// Log-magnitude spectrogram (dB) with 512-sample Hann frames every 128 samples.
 pub fn spectrogram_db(audio: &[f32]) -> Vec<Vec<f64>> {
-    let n_fft = 512;
-    let hop = 128;
-    let fft = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
-    let window: Vec<f64> = (0..n_fft)
-        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n_fft as f64).cos())
-        .collect();
-    let mut input = fft.make_input_vec();
-    let mut output = fft.make_output_vec();
-    (0..audio.len().saturating_sub(n_fft) / hop + 1)
-        .map(|f| {
-            for (j, slot) in input.iter_mut().enumerate() {
-                *slot = audio.get(f * hop + j).copied().unwrap_or(0.0) as f64 * window[j];
-            }
-            fft.process(&mut input, &mut output).expect("fft length");
-            output
-                .iter()
-                .map(|c| 20.0 * (c.norm() + 1e-6).log10())
-                .collect()
-        })
-        .collect()
+    let (n_fft, hop) = (512, 128);
+    let frames = audio.len().saturating_sub(n_fft) / hop + 1;
+    crate::features::loudness::frame_spectra(audio, n_fft, hop, 0, frames, |bins| {
+        bins.iter()
+            .map(|c| 20.0 * (c.norm() + 1e-6).log10())
+            .collect()
+    })
 }
 
 /// Spectrograms of target and prediction, one above the other.

@@ -21,7 +21,7 @@ use crate::dsp::to_vec;
 use crate::error::{Error, Result};
 use crate::loss::{Objective, Spectrograms};
 use crate::model::{DdspModel, synth_config};
-use crate::synth::{Synth, SynthOutput};
+use crate::synth::{Synth, SynthControls, SynthOutput};
 
 /// Columns of `logs/val.csv`.
 const VAL_HEADER: [&str; 3] = ["step", "spectral_paper", "f0_cents_median"];
@@ -182,17 +182,24 @@ impl<'a> Trainer<'a> {
         self.meta.skipped_steps = self.state.skipped_steps;
     }
 
-    /// Render the validation chunks with the current model (or the dry controls).
-    fn render(&self, model: &DdspModel, batch: &Batch, step: usize) -> SynthOutput {
+    /// Render `batch` with `model`, an inference copy (`model.valid()`), or with the dry
+    /// controls in dry mode; the decoder's controls come back in m2 mode.
+    fn render(
+        &self,
+        model: &DdspModel,
+        batch: &Batch,
+        step: usize,
+    ) -> (SynthOutput, Option<SynthControls>) {
+        let seed = self.config.seed;
         match self.options.mode {
-            Mode::Dry => self
-                .synth_plain
-                .forward(dry_controls(batch, self.config), self.config.seed),
+            Mode::Dry => (
+                self.synth_plain
+                    .forward(dry_controls(batch, self.config), seed),
+                None,
+            ),
             Mode::M2 => {
-                model
-                    .valid()
-                    .forward_batch(batch, temperature(self.config, step), self.config.seed)
-                    .audio
+                let out = model.forward_batch(batch, temperature(self.config, step), seed);
+                (out.audio, Some(out.controls))
             }
         }
     }
@@ -206,22 +213,11 @@ impl<'a> Trainer<'a> {
         step: usize,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<bool> {
-        let (v, cents) = match self.options.mode {
-            Mode::Dry => self
-                .evaluator
-                .evaluate(&|b: &Batch| self.render(model, b, step), self.config),
-            Mode::M2 => {
-                // One inference copy of the model for all validation batches.
-                let m = model.valid();
-                self.evaluator.evaluate(
-                    &|b: &Batch| {
-                        m.forward_batch(b, temperature(self.config, step), self.config.seed)
-                            .audio
-                    },
-                    self.config,
-                )
-            }
-        };
+        // One inference copy of the model for all validation batches.
+        let inference = model.valid();
+        let (v, cents) = self
+            .evaluator
+            .evaluate(&|b: &Batch| self.render(&inference, b, step).0, self.config);
         self.first_val.get_or_insert(v);
         let improved = self
             .state
@@ -462,16 +458,7 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let batch = &self.evaluator.targets[0].0;
-        let (audio, controls) = match self.options.mode {
-            Mode::Dry => (self.render(model, batch, step), None),
-            Mode::M2 => {
-                let out =
-                    model
-                        .valid()
-                        .forward_batch(batch, temperature(config, step), config.seed);
-                (out.audio, Some(out.controls))
-            }
-        };
+        let (audio, controls) = self.render(&model.valid(), batch, step);
         if render_now {
             let dir = self.run.renders(step);
             write_renders(&dir, batch, &audio, config.sample_rate.round() as u32, 2)?;
