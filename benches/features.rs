@@ -25,15 +25,16 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("features");
     group.sample_size(10);
     group.throughput(Throughput::Elements(seconds as u64)); // "elements" = seconds of audio
+    let features = config.feature_config();
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
     group.bench_function("extract_10s/1-thread", |b| {
-        b.iter(|| one.install(|| ddsp::features::extract(&audio, &config)))
+        b.iter(|| one.install(|| ddsp::features::extract(&audio, &features)))
     });
     group.bench_function("extract_10s/all-threads", |b| {
-        b.iter(|| ddsp::features::extract(&audio, &config))
+        b.iter(|| ddsp::features::extract(&audio, &features))
     });
     group.finish();
 }

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ddsp::config::{AmpResample, ReverbMode};
 use ddsp::dsp::{from_vec, to_vec};
-use ddsp::synth::{SynthConfig, SynthControls};
+use ddsp::synth::{FilteredNoiseConfig, HarmonicConfig, ReverbConfig, SynthConfig, SynthControls};
 
 struct Shape {
     name: &'static str,
@@ -39,10 +39,10 @@ const PAPER: Shape = Shape {
 
 fn step(device: &Device, s: &Shape) -> f32 {
     let (b, f, k, m) = (s.batch, s.frames, s.harmonics, s.bands);
-    let synth = SynthConfig::new(16000.0, s.hop)
-        .with_amp_resample(AmpResample::Window)
-        .with_reverb(ReverbMode::Fir)
-        .with_reverb_length(s.reverb)
+    let harmonic = HarmonicConfig::new(16000.0, s.hop).with_amp_resample(AmpResample::Window);
+    let synth = SynthConfig::new(harmonic)
+        .with_noise(Some(FilteredNoiseConfig::new(s.hop).with_bands(m)))
+        .with_reverb(Some(ReverbConfig::new(s.reverb).with_mode(ReverbMode::Fir)))
         .init(device);
     let leaf = |v: Vec<f32>, shape: [usize; 3]| from_vec(v, shape, device).require_grad();
     let amp = leaf(common::values(b * f, 1, 0.0, 0.5), [b, f, 1]);

@@ -5,6 +5,7 @@
 
 use burn::tensor::Device;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -164,3 +165,47 @@ fn select_cuda() -> Result<SelectedDevice> {
             .into(),
     ))
 }
+
+/// Make CubeCL (the compiler behind the wgpu and CUDA backends) write the source of every
+/// kernel it compiles to `path`: WGSL on wgpu (SPIR-V assembly with the `vulkan` feature, MSL
+/// with `metal`), LLVM IR for CUDA, each block headed by the kernel's name and id. Fused
+/// kernels (Burn's fusion) and autotune candidates appear too. The file is truncated first.
+///
+/// Must be called before any device is selected or used (CubeCL reads its configuration
+/// once); a later call is an error. Per-kernel timings come from the same mechanism:
+/// `CUBECL_DEBUG_OPTION=profile` in the environment.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub fn log_kernels(path: &Path) -> Result<()> {
+    use burn::cubecl::config::compilation::CompilationLogLevel;
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    // CubeCL appends (several loggers share the file); start it empty.
+    std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.logger.level = CompilationLogLevel::Full;
+    config.compilation.logger.file = Some(path.to_path_buf());
+    config.compilation.logger.append = true;
+    if CubeClRuntimeConfig::try_set(config) {
+        Ok(())
+    } else {
+        Err(Error::Device(
+            "kernel logging must be set up before the first device is used".into(),
+        ))
+    }
+}
+
+/// Without a CubeCL backend (`wgpu` or `cuda` feature) there are no compiled kernels to log.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+pub fn log_kernels(path: &Path) -> Result<()> {
+    Err(Error::Device(format!(
+        "cannot log kernels to {}: this build has neither the `wgpu` nor the `cuda` feature",
+        path.display()
+    )))
+}
+
+/// What `--kernel-dump` writes in place of kernel sources on flex.
+pub const FLEX_HAS_NO_KERNELS: &str = "flex, the pure-Rust CPU backend, runs Rust code compiled \
+into the program: it generates no kernels, so there are none to dump. The per-phase profile \
+of the steps is in profile.csv.";

@@ -16,6 +16,20 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An input folder or file list cannot be used (missing, empty, nothing usable in it).
+    #[error("{path}: {reason}")]
+    Input {
+        /// The folder or file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Audio could not be resampled.
+    #[error("resampling: {0}")]
+    Resample(String),
+    /// Output could not be encoded (before it is written).
+    #[error("encoding: {0}")]
+    Encode(String),
     /// An audio file cannot be used.
     #[error("{path}: {reason}")]
     Audio {

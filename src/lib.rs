@@ -7,9 +7,12 @@
 //! example.
 //!
 //! Layering (each module depends only on those listed before it):
-//! [`error`], [`io`], [`config`], [`device`] — foundations; [`dsp`] — pure differentiable DSP
-//! functions; [`features`] — plain-Rust audio features; [`synth`] — synthesizers and effects as
-//! Burn modules; [`loss`] — training objectives; [`data`] — the feature cache and batches.
+//! [`error`], [`io`], [`schedule`], [`device`] — foundations; [`dsp`] — pure differentiable
+//! DSP functions; [`features`] — plain-Rust audio features; [`synth`] — synthesizers and
+//! effects as Burn modules, with the scaling of their raw controls; [`loss`] — training
+//! objectives; [`decoder`] — features to raw controls; [`config`] — the one serde config,
+//! translated into those modules' configs; [`data`] — the feature cache and batches;
+//! [`model`] — decoder + synth; [`train`] — the training loop.
 
 #![warn(missing_docs)]
 
@@ -23,6 +26,7 @@ pub mod features;
 pub mod io;
 pub mod loss;
 pub mod model;
+pub mod schedule;
 pub mod synth;
 pub mod train;
 

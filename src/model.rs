@@ -6,10 +6,9 @@ use burn::tensor::{Device, Tensor};
 use std::path::Path;
 
 use crate::config::Config;
-use crate::data::Batch;
-use crate::decoder::{Decoder, DecoderConfig};
+use crate::decoder::Decoder;
 use crate::error::{Error, Result};
-use crate::synth::{Synth, SynthConfig, SynthControls, SynthOutput};
+use crate::synth::{Synth, SynthControls, SynthOutput};
 
 /// Decoder and synthesizer.
 #[derive(Module, Debug)]
@@ -29,15 +28,6 @@ pub struct ModelOutput {
     pub audio: SynthOutput,
 }
 
-/// The synthesizer a config describes (noise always on; its band count comes from the heads).
-pub fn synth_config(config: &Config) -> SynthConfig {
-    SynthConfig::new(config.sample_rate, config.frame_hop)
-        .with_amp_resample(config.amp_resample)
-        .with_reverb(config.reverb)
-        .with_reverb_length(config.reverb_length)
-        .with_seed(config.seed)
-}
-
 impl DdspModel {
     /// Build a freshly initialised model: the same `config.seed` gives the same weights on the
     /// same device, also when other threads build models at the same time.
@@ -50,14 +40,16 @@ impl DdspModel {
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.seed);
         let model = Self {
-            decoder: DecoderConfig::from_config(config).init(device),
-            synth: synth_config(config).init(device),
+            decoder: config.decoder_config().init(device),
+            synth: config.synth_config().init(device),
         };
         model.visit(&mut Materialise);
         model
     }
 
-    /// Decode features `[B, F]` into controls and render them. `seed` picks the noise.
+    /// Decode features `[B, F]` into raw controls, scale them with the synthesizer and render
+    /// them. `temperature` is the softmax temperature (softmax-db scaling); `seed` picks the
+    /// noise.
     pub fn forward(
         &self,
         f0_hz: Tensor<2>,
@@ -66,22 +58,10 @@ impl DdspModel {
         temperature: f64,
         seed: u64,
     ) -> ModelOutput {
-        let controls = self
-            .decoder
-            .forward(f0_hz, loudness_db, voicing, temperature);
+        let raw = self.decoder.forward(f0_hz.clone(), loudness_db, voicing);
+        let controls = self.synth.get_controls(raw, f0_hz, temperature);
         let audio = self.synth.forward(controls.clone(), seed);
         ModelOutput { controls, audio }
-    }
-
-    /// Forward on a cached batch.
-    pub fn forward_batch(&self, batch: &Batch, temperature: f64, seed: u64) -> ModelOutput {
-        self.forward(
-            batch.f0_hz.clone(),
-            batch.loudness_db.clone(),
-            batch.voiced_prob.clone(),
-            temperature,
-            seed,
-        )
     }
 
     /// Save the weights as safetensors (loadable from Python), with the backbone and reverb

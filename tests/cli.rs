@@ -233,3 +233,58 @@ fn unavailable_device_is_a_clear_error() {
     assert!(!o.status.success() && text(&o).contains("tpu"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn kernel_dump_writes_kernel_sources_or_says_flex_has_none() {
+    let dir = temp("kernels");
+    let input = tone_dir(&dir);
+    let cache = dir.join("cache");
+    let mut args = vec!["preprocess", "--input", p(&input), "--cache", p(&cache)];
+    args.extend_from_slice(SMALL);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let runs = dir.join("runs");
+    let train = |device: &str, name: &str, dump: Option<&str>| {
+        let mut args = vec![
+            "train",
+            "--cache",
+            p(&cache),
+            "--steps",
+            "2",
+            "--runs-dir",
+            p(&runs),
+            "--run-name",
+            name,
+            "--device",
+            device,
+            "--kernel-dump",
+        ];
+        args.extend(dump);
+        args.extend_from_slice(SMALL);
+        run(&args)
+    };
+    let o = train("flex", "flex", None);
+    assert!(o.status.success(), "{}", text(&o));
+    let note = std::fs::read_to_string(runs.join("flex/kernels.log")).unwrap();
+    assert!(note.contains("no kernels"), "{note}");
+    let profile = std::fs::read_to_string(runs.join("flex/profile.csv")).unwrap();
+    assert_eq!(profile.lines().count(), 3, "header and 2 steps: {profile}");
+    if !ddsp::device::wgpu_available() {
+        eprintln!("kernel dump on wgpu: skipped, no wgpu adapter");
+        return;
+    }
+    let kernels = dir.join("wgpu-kernels.log");
+    let o = train("wgpu", "wgpu", Some(p(&kernels)));
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_to_string(&kernels).unwrap();
+    assert!(
+        log.contains("[START_KERNEL_COMPILATION]")
+            && log.contains("```wgsl")
+            && log.contains("fn "),
+        "no WGSL sources in {}: {}",
+        kernels.display(),
+        &log[..log.len().min(500)]
+    );
+    assert!(runs.join("wgpu/profile.csv").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

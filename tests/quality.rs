@@ -8,7 +8,7 @@ use ddsp::data::{self, Split};
 use ddsp::dsp::{from_vec, to_vec};
 use ddsp::features::{audio, loudness};
 use ddsp::model::DdspModel;
-use ddsp::synth::{SynthConfig, SynthControls};
+use ddsp::synth::{HarmonicConfig, SynthConfig, SynthControls};
 use ddsp::train::{Mode, TrainOptions, paper_spectral_loss};
 use ddsp::{Config, DeviceChoice};
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ fn single_violin_chunk_overfits_without_collapse() {
         .unwrap();
     let data = data::Dataset::open(&cache, &config).unwrap();
     let batch = data::Batch::from_chunks(&[&data.chunks[0]], &Device::flex());
-    let out = model.forward_batch(&batch, 1.0, 0);
+    let out = ddsp::train::forward_batch(&model, &batch, 1.0, 0);
     let dist = to_vec(out.controls.distribution);
     let k = config.harmonics;
     let voiced: Vec<usize> = (0..data.chunks[0].voiced_prob.len())
@@ -160,10 +160,8 @@ fn synthetic_controls_are_recovered() {
     let n = frames * hop;
     let (f0, amp, dist) = truth(frames, k);
     // Render the target with our synth (harmonic only).
-    let synth = SynthConfig::new(16000.0, hop)
-        .with_amp_resample(config.amp_resample)
-        .with_noise(false)
-        .init(&Device::flex());
+    let harmonic = HarmonicConfig::new(16000.0, hop).with_amp_resample(config.amp_resample);
+    let synth = SynthConfig::new(harmonic).init(&Device::flex());
     let target = synth
         .forward(
             SynthControls {

@@ -55,14 +55,35 @@ struct TrainArgs {
     /// Compute device.
     #[arg(long, default_value = "auto")]
     device: ddsp::DeviceChoice,
-    /// Write a per-step, per-phase timing profile (data/forward/backward/optimizer, device
-    /// synchronised) to PATH, or to <run-dir>/profile.csv with no value or `true`. Burn 0.22
-    /// exposes no kernel sources or per-op profiler, so this is the profile it allows.
+    /// Write the source of every kernel the GPU backend compiles (WGSL, SPIR-V, MSL or CUDA's
+    /// LLVM IR) to PATH, or to <run-dir>/kernels.log with no value or `true`, and a
+    /// per-step, per-phase timing profile (data/forward/backward/optimizer) to
+    /// <run-dir>/profile.csv. On flex there are no kernels: the file says so.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "true")]
     kernel_dump: Option<String>,
 }
 
 impl TrainArgs {
+    /// The run directory this invocation trains in (a new run gets its name now).
+    fn run_dir(&mut self) -> PathBuf {
+        match &self.resume {
+            Some(dir) => dir.clone(),
+            None => self.runs_dir.join(
+                self.run_name
+                    .get_or_insert_with(ddsp::train::default_run_name),
+            ),
+        }
+    }
+
+    /// Where `--kernel-dump` writes kernel sources, if it was given.
+    fn kernel_path(&mut self) -> Option<PathBuf> {
+        let value = self.kernel_dump.clone()?;
+        Some(match value.as_str() {
+            "true" | "" => self.run_dir().join("kernels.log"),
+            path => PathBuf::from(path),
+        })
+    }
+
     fn options(&self) -> ddsp::train::TrainOptions {
         ddsp::train::TrainOptions {
             mode: self.mode,
@@ -72,10 +93,7 @@ impl TrainArgs {
             resume: self.resume.clone(),
             init_checkpoint: self.init_checkpoint.clone(),
             split: self.split,
-            profile: self.kernel_dump.as_deref().map(|v| match v {
-                "true" | "" => PathBuf::new(),
-                path => PathBuf::from(path),
-            }),
+            profile: self.kernel_dump.is_some().then(PathBuf::new),
         }
     }
 }
@@ -267,7 +285,7 @@ fn run(cli: Cli) -> Result<()> {
             cache,
             config,
         } => preprocess(&input, &cache, &config.resolve()?)?,
-        Cmd::Train { args, config } => {
+        Cmd::Train { mut args, config } => {
             if let Some(run) = &args.resume
                 && (config.file.is_some() || !config.overrides.is_empty())
             {
@@ -284,9 +302,31 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(input) = &args.input {
                 preprocess(input, &args.cache, &config)?;
             }
+            // CubeCL reads its logging setup once, when the first device is touched.
+            let kernels = args.kernel_path();
+            let gpu_build = cfg!(any(feature = "wgpu", feature = "cuda"));
+            if let (Some(path), true) = (
+                &kernels,
+                gpu_build && args.device != ddsp::DeviceChoice::Flex,
+            ) {
+                ddsp::device::log_kernels(path)?;
+            }
             let device = ddsp::device::select(args.device)?;
             eprintln!("device: {}", device.description);
             train(&config, &args.cache, &device, &args.options())?;
+            if let Some(path) = &kernels {
+                if device.backend == ddsp::DeviceChoice::Flex {
+                    ddsp::io::write_atomic(
+                        path,
+                        format!("{}\n", ddsp::device::FLEX_HAS_NO_KERNELS).as_bytes(),
+                    )?;
+                    eprintln!("{}", ddsp::device::FLEX_HAS_NO_KERNELS);
+                } else {
+                    // CubeCL writes its log from a background thread: let it finish.
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    eprintln!("kernel sources: {}", path.display());
+                }
+            }
         }
         Cmd::InspectCache {
             cache,

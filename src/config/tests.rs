@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::Value;
 
 fn overridden(pairs: &[(&str, &str)]) -> Result<Config> {
     Config::from_sources(None, pairs)
@@ -291,4 +292,122 @@ fn paper_preset_values_are_accepted() {
     assert_eq!(c.frames_per_chunk(), 1000);
     assert_eq!(c.spectral_hop(2048), 512);
     assert_eq!(c.spectral_hop(64), 16);
+}
+
+#[test]
+fn all_loss_weights_zero_at_some_step_is_a_validation_error() {
+    // The original tool's defaults: the spectral terms ramp in after 100 steps, so with the
+    // waveform MSE off, steps 0..100 have nothing to learn from.
+    let err = overridden(&[
+        ("mse-weight", "0"),
+        ("spectral-windows", "64,128"),
+        ("spectral-weight", "1"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("every loss weight is 0 at step 0")
+            && err.contains("mseWeight")
+            && err.contains("spectralWarmupSteps 100"),
+        "{err}"
+    );
+    let err = overridden(&[("mse-weight", "0")]).unwrap_err().to_string();
+    assert!(err.contains("every loss weight is 0 at step 0"), "{err}");
+    // A weight that ramps down to 0 with nothing after it leaves a step without weight.
+    let err = overridden(&[
+        ("mse-weight", "0"),
+        ("loudness-weight", "1"),
+        ("loudness-weight-end", "0"),
+        ("loudness-ramp-steps", "50"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at step 50"), "{err}");
+    // A ramp from 0 has no weight at its first step either.
+    let err = overridden(&[
+        ("mse-weight", "0"),
+        ("spectral-windows", "64,128"),
+        ("spectral-weight", "1"),
+        ("spectral-warmup-steps", "0"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("at step 0") && err.contains("--spectral-ramp-steps 0"),
+        "{err}"
+    );
+    // Covered at every step: accepted.
+    overridden(&[
+        ("mse-weight", "0"),
+        ("spectral-windows", "64,128"),
+        ("spectral-weight", "1"),
+        ("spectral-warmup-steps", "0"),
+        ("spectral-ramp-steps", "0"),
+    ])
+    .unwrap();
+    overridden(&[
+        ("mse-weight", "0"),
+        ("loudness-weight", "1"),
+        ("spectral-windows", "64,128"),
+        ("spectral-weight", "1"),
+    ])
+    .unwrap();
+}
+
+#[test]
+fn the_cache_fingerprint_has_the_split_seed_not_the_training_seed() {
+    let a = Config::default();
+    let mut b = a.clone();
+    b.seed = 7;
+    assert_eq!(a.feature_fingerprint(), b.feature_fingerprint());
+    b.split_seed = 7;
+    assert_ne!(a.feature_fingerprint(), b.feature_fingerprint());
+    assert!(
+        b.feature_fingerprint()
+            .contains(&("splitSeed", "7".to_string()))
+    );
+}
+
+#[test]
+fn translators_map_the_flat_config_onto_module_configs() {
+    use crate::decoder::{Backbone, DecoderBackbone};
+    let c = Config {
+        decoder_backbone: DecoderBackbone::Gru,
+        rnn_channels: 24,
+        layers_per_stack: 0,
+        harmonics: 5,
+        harmonic_head_mode: HarmonicHeadMode::ExpSigmoid,
+        noise_bands: 17,
+        ..Config::default()
+    };
+    let d = c.decoder_config().init(&burn::tensor::Device::flex());
+    assert_eq!(d.kind(), DecoderBackbone::Gru);
+    match &d.backbone {
+        Backbone::Gru(g) => assert_eq!(g.d_output(), 24 + 3, "tiny: GRU output + raw inputs"),
+        _ => panic!("wrong backbone"),
+    }
+    assert_eq!(c.decoder_config().heads.noise_outputs, 17);
+    assert_eq!(c.decoder_config().heads.harmonics, 5);
+    // The original tool's noise: a gain, times the filter bands when filtered.
+    let legacy = Config {
+        harmonic_head_mode: HarmonicHeadMode::Legacy,
+        noise_filter: true,
+        noise_filter_size: 9,
+        ..c.clone()
+    };
+    assert_eq!(legacy.decoder_config().heads.noise_outputs, 10);
+    let white = Config {
+        noise_filter: false,
+        ..legacy
+    };
+    assert_eq!(white.synth_config().raw_noise_channels(), 1);
+    assert_eq!(c.feature_config().pitch().hop, c.frame_hop);
+    let t = Config {
+        softmax_temp: 2.0,
+        softmax_temp_end: Some(1.0),
+        softmax_temp_ramp_steps: 10,
+        ..Config::default()
+    }
+    .temperature();
+    assert_eq!((t.at(0), t.at(5), t.at(10)), (2.0, 1.5, 1.0));
 }

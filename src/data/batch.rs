@@ -23,6 +23,28 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch of `batch` items from host arrays, each item's values contiguous: `audio` of
+    /// `batch * samples`, `f0_hz`, `loudness_db` and `voiced_prob` of `batch * frames` values.
+    /// Items get the ids `"0"`, `"1"`, ...
+    pub fn from_host(
+        audio: Vec<f32>,
+        f0_hz: Vec<f32>,
+        loudness_db: Vec<f32>,
+        voiced_prob: Vec<f32>,
+        batch: usize,
+        device: &Device,
+    ) -> Self {
+        let b = batch.max(1);
+        let (n, f) = (audio.len() / b, f0_hz.len() / b);
+        Self {
+            audio: from_vec(audio, [b, n], device),
+            f0_hz: from_vec(f0_hz, [b, f], device),
+            loudness_db: from_vec(loudness_db, [b, f], device),
+            voiced_prob: from_vec(voiced_prob, [b, f], device),
+            ids: (0..b).map(|i| i.to_string()).collect(),
+        }
+    }
+
     /// Stack chunks into tensors on `device`.
     pub fn from_chunks(chunks: &[&Chunk], device: &Device) -> Self {
         let b = chunks.len();

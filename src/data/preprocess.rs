@@ -72,10 +72,10 @@ pub fn scan_wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
         Ok(())
     }
     if !dir.is_dir() {
-        return Err(Error::Config(format!(
-            "input folder {} does not exist or is not a folder",
-            dir.display()
-        )));
+        return Err(Error::Input {
+            path: dir.to_path_buf(),
+            reason: "does not exist or is not a folder".into(),
+        });
     }
     let mut files = Vec::new();
     walk(dir, &mut files)?;
@@ -208,7 +208,7 @@ fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
     } else {
         samples
     };
-    let feats = features::extract(&padded, config);
+    let feats = features::extract(&padded, &config.feature_config());
     let mut plan: Vec<(usize, Split, f32)> = plan_chunks(padded.len(), config, key)
         .into_iter()
         .map(|(o, s)| {
@@ -281,10 +281,10 @@ pub fn preprocess(
     config.validate()?;
     let mut files = scan_wav_files(input)?;
     if files.is_empty() {
-        return Err(Error::Config(format!(
-            "no .wav files found under {}",
-            input.display()
-        )));
+        return Err(Error::Input {
+            path: input.to_path_buf(),
+            reason: "no .wav files found under it".into(),
+        });
     }
     if let Some(max) = config.max_files {
         files.truncate(max);
@@ -406,12 +406,14 @@ pub fn preprocess(
             .iter()
             .map(|s| format!("{}: {}", s.path, s.reason))
             .collect();
-        return Err(Error::Config(format!(
-            "no usable audio under {} ({} file(s) skipped: {})",
-            input.display(),
-            manifest.skipped.len(),
-            reasons.join("; ")
-        )));
+        return Err(Error::Input {
+            path: input.to_path_buf(),
+            reason: format!(
+                "no usable audio under it ({} file(s) skipped: {})",
+                manifest.skipped.len(),
+                reasons.join("; ")
+            ),
+        });
     }
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
     crate::io::write_atomic(&cache.join(MANIFEST), text.as_bytes())?;

@@ -10,14 +10,14 @@ use crate::config::Config;
 /// Chunks start every `chunkHop` samples and lie wholly inside the source (a source shorter
 /// than one chunk gives one zero-padded chunk). A source of at least two chunks is split in
 /// time: one contiguous validation region of `max(round((1 - trainSplit) n), chunkSize)`
-/// samples, starting at a chunk boundary drawn from `seed` and the source's key; chunks wholly
+/// samples, starting at a chunk boundary drawn from `splitSeed` and the source's key; chunks wholly
 /// inside it are `val`, chunks wholly outside are `train`, and chunks that straddle its edges
 /// are dropped, so no sample is in both splits. A shorter source goes wholly to one split,
 /// `val` with probability `1 - trainSplit`. With `trainSplit = 1` everything is `train`.
 pub fn plan_chunks(n: usize, config: &Config, source_key: u64) -> Vec<(usize, Split)> {
     let size = config.chunk_size;
     let hop = config.chunk_hop;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed ^ source_key);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.split_seed ^ source_key);
     let offsets: Vec<usize> = if n <= size {
         vec![0]
     } else {
@@ -62,7 +62,7 @@ mod tests {
         let mut config = Config::default();
         for (split, seed) in [(0.9, 1u64), (0.7, 2), (0.5, 3), (0.95, 4)] {
             config.train_split = split;
-            config.seed = seed;
+            config.split_seed = seed;
             for key in 0..20u64 {
                 let n = 200_000 + key as usize * 7919;
                 let plan = plan_chunks(n, &config, key);
@@ -89,7 +89,7 @@ mod tests {
         let a = plan_chunks(300_000, &config, 7);
         assert_eq!(a, plan_chunks(300_000, &config, 7));
         let mut other = config.clone();
-        other.seed = 99;
+        other.split_seed = 99;
         let differs =
             (0..10).any(|k| plan_chunks(300_000, &config, k) != plan_chunks(300_000, &other, k));
         assert!(differs);

@@ -172,6 +172,16 @@ pub struct RnnFcConfig {
 }
 
 impl RnnFcConfig {
+    /// Output width: the output stack's width, or with no stack layers the GRU output plus
+    /// the raw inputs.
+    pub fn d_output(&self) -> usize {
+        if self.layers_per_stack == 0 {
+            self.rnn_channels + self.d_input
+        } else {
+            self.channels
+        }
+    }
+
     /// Build the trunk.
     pub fn init(&self, device: &Device) -> RnnFc {
         let stacks: Vec<FcStack> = (0..self.d_input)

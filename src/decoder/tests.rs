@@ -1,6 +1,9 @@
 use super::*;
 use crate::config::{ControlSmoothing, HarmonicHeadMode, SmoothingTarget};
 use crate::dsp::{from_vec, to_vec};
+use crate::synth::{
+    FilteredNoiseConfig, HarmonicConfig, NoiseScaling, SmoothingConfig, SynthConfig, SynthControls,
+};
 use crate::testing::{flex_ad, rand_vec};
 use burn::module::{ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -18,22 +21,33 @@ const MODES: [HarmonicHeadMode; 4] = [
     HarmonicHeadMode::SoftmaxDb,
 ];
 
-fn small(backbone: DecoderBackbone, mode: HarmonicHeadMode) -> DecoderConfig {
-    let heads = HeadsConfig::new(0, 7, mode)
-        .with_noise_bands(9)
-        .with_noise_filter(true)
-        .with_noise_filter_size(5)
+/// The synth scaling a small decoder's raw outputs: 9-band exp-sigmoid noise in the paper's
+/// mode, else a sigmoid gain times 5 filter bands (6 raw values).
+fn synth(mode: HarmonicHeadMode, smoothing: SmoothingConfig) -> SynthConfig {
+    let noise = match mode {
+        HarmonicHeadMode::ExpSigmoid => FilteredNoiseConfig::new(64).with_bands(9),
+        _ => FilteredNoiseConfig::new(64)
+            .with_bands(5)
+            .with_scaling(NoiseScaling::SigmoidGain),
+    };
+    let harmonic = HarmonicConfig::new(16000.0, 64)
+        .with_scaling(mode)
         .with_softmax_amp_floor(0.1);
-    DecoderConfig::new(backbone, heads)
-        .with_mlp_hidden(16)
-        .with_mlp_layers(2)
-        .with_layers_per_stack(1)
-        .with_stack_channels(8)
-        .with_rnn_channels(12)
-        .with_d_model(8)
-        .with_heads(2)
-        .with_transformer_layers(2)
-        .with_delta_features(true)
+    SynthConfig::new(harmonic)
+        .with_noise(Some(noise))
+        .with_smoothing(smoothing)
+}
+
+fn small(backbone: DecoderBackbone, noise_outputs: usize) -> DecoderConfig {
+    let d_in = input_features(true);
+    let config = match backbone {
+        DecoderBackbone::Mlp => BackboneConfig::Mlp(MlpConfig::new(d_in, 16).with_layers(2)),
+        DecoderBackbone::Gru => BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 1)),
+        DecoderBackbone::Transformer => {
+            BackboneConfig::Transformer(TransformerConfig::new(d_in, 8, 2, 2, 2, true, true))
+        }
+    };
+    DecoderConfig::with_heads(config, true, 7, noise_outputs)
 }
 
 struct Inputs {
@@ -50,14 +64,59 @@ fn inputs(b: usize, f: usize, seed: u64, device: &Device) -> Inputs {
     }
 }
 
+/// A decoder and the synth that scales its outputs, as the model composes them.
+struct Pair {
+    decoder: Decoder,
+    synth: crate::synth::Synth,
+}
+
+impl Pair {
+    fn new(backbone: DecoderBackbone, mode: HarmonicHeadMode, device: &Device) -> Self {
+        Self::with_smoothing(backbone, mode, SmoothingConfig::new(), device)
+    }
+
+    fn with_smoothing(
+        backbone: DecoderBackbone,
+        mode: HarmonicHeadMode,
+        smoothing: SmoothingConfig,
+        device: &Device,
+    ) -> Self {
+        let synth = synth(mode, smoothing);
+        Self {
+            decoder: small(backbone, synth.raw_noise_channels()).init(device),
+            synth: synth.init(device),
+        }
+    }
+
+    fn controls(&self, x: &Inputs, temperature: f64) -> SynthControls {
+        let raw = self
+            .decoder
+            .forward(x.f0.clone(), x.ld.clone(), x.uv.clone());
+        self.synth.get_controls(raw, x.f0.clone(), temperature)
+    }
+}
+
 #[test]
-fn shapes_for_every_backbone_and_head_mode() {
+fn raw_shapes_for_every_backbone() {
+    let device = Device::flex();
+    for backbone in BACKBONES {
+        for noise in [9, 6] {
+            let d = small(backbone, noise).init(&device);
+            let x = inputs(2, 10, 1, &device);
+            let raw = d.forward(x.f0, x.ld, x.uv);
+            assert_eq!(raw.amplitude.dims(), [2, 10, 1], "{backbone:?}");
+            assert_eq!(raw.distribution.dims(), [2, 10, 7]);
+            assert_eq!(raw.noise.dims(), [2, 10, noise]);
+        }
+    }
+}
+
+#[test]
+fn scaled_shapes_for_every_backbone_and_head_mode() {
     let device = Device::flex();
     for backbone in BACKBONES {
         for mode in MODES {
-            let d = small(backbone, mode).init(&device);
-            let x = inputs(2, 10, 1, &device);
-            let c = d.forward(x.f0, x.ld, x.uv, 1.0);
+            let c = Pair::new(backbone, mode, &device).controls(&inputs(2, 10, 1, &device), 1.0);
             assert_eq!(c.amplitude.dims(), [2, 10], "{backbone:?} {mode:?}");
             assert_eq!(c.distribution.dims(), [2, 10, 7]);
             let m = if mode == HarmonicHeadMode::ExpSigmoid {
@@ -70,58 +129,17 @@ fn shapes_for_every_backbone_and_head_mode() {
     }
 }
 
-#[test]
-fn head_modes_follow_their_formulas() {
-    let device = Device::flex();
-    for mode in MODES {
-        let d = small(DecoderBackbone::Mlp, mode).init(&device);
-        let x = inputs(1, 30, 5, &device);
-        let f0 = to_vec(x.f0.clone());
-        let c = d.forward(x.f0, x.ld, x.uv, 0.7);
-        let dist = to_vec(c.distribution);
-        let amp = to_vec(c.amplitude);
-        for (t, row) in dist.chunks(7).enumerate() {
-            let sum: f32 = row.iter().sum();
-            match mode {
-                HarmonicHeadMode::ExpSigmoid => {
-                    assert!((sum - 1.0).abs() < 1e-4);
-                    for (k, v) in row.iter().enumerate() {
-                        if (k + 1) as f32 * f0[t] >= 8000.0 {
-                            assert_eq!(*v, 0.0);
-                        }
-                    }
-                    assert!(amp[t] > 0.0 && amp[t] <= 2.0 + 1e-6);
-                }
-                HarmonicHeadMode::Legacy => {
-                    assert!(row.iter().all(|v| *v > 0.0 && *v < 1.0 / 7.0));
-                    assert!(amp[t] > 0.0 && amp[t] < 1.0);
-                }
-                HarmonicHeadMode::Normalized => assert!((sum - 1.0).abs() < 1e-4),
-                HarmonicHeadMode::SoftmaxDb => {
-                    assert!((sum - 1.0).abs() < 1e-4);
-                    assert!(row.iter().all(|v| *v >= 0.1 / 7.0 - 1e-6), "amp floor");
-                    let db = 20.0 * amp[t].log10();
-                    assert!((-50.0 - 1e-3..=6.0 + 1e-3).contains(&db), "gain {db} dB");
-                }
-            }
-        }
-    }
-}
-
 /// Outputs at frames `< t0` with inputs changed only at frames `>= t0`.
 fn prefix_unchanged(backbone: DecoderBackbone, smoothing: ControlSmoothing) -> bool {
     let device = Device::flex();
-    let mut cfg = small(backbone, HarmonicHeadMode::ExpSigmoid);
-    cfg.heads_config = cfg
-        .heads_config
-        .clone()
-        .with_smoothing(smoothing)
-        .with_smoothing_targets(vec![
+    let smoothing = SmoothingConfig::new()
+        .with_mode(smoothing)
+        .with_targets(vec![
             SmoothingTarget::HarmonicGain,
             SmoothingTarget::NoiseGain,
             SmoothingTarget::HarmonicDistribution,
         ]);
-    let d = cfg.init(&device);
+    let pair = Pair::with_smoothing(backbone, HarmonicHeadMode::ExpSigmoid, smoothing, &device);
     let (f, t0) = (16, 9);
     let a = inputs(1, f, 11, &device);
     let b = inputs(1, f, 12, &device);
@@ -134,13 +152,13 @@ fn prefix_unchanged(backbone: DecoderBackbone, smoothing: ControlSmoothing) -> b
             1,
         )
     };
-    let ca = d.forward(a.f0.clone(), a.ld.clone(), a.uv.clone(), 1.0);
-    let cb = d.forward(
-        splice(&a.f0, &b.f0),
-        splice(&a.ld, &b.ld),
-        splice(&a.uv, &b.uv),
-        1.0,
-    );
+    let ca = pair.controls(&a, 1.0);
+    let spliced = Inputs {
+        f0: splice(&a.f0, &b.f0),
+        ld: splice(&a.ld, &b.ld),
+        uv: splice(&a.uv, &b.uv),
+    };
+    let cb = pair.controls(&spliced, 1.0);
     let pa = to_vec(ca.distribution.slice([0..1, 0..t0, 0..7]));
     let pb = to_vec(cb.distribution.slice([0..1, 0..t0, 0..7]));
     let later_a = to_vec(ca.amplitude.slice([0..1, t0..f]));
@@ -168,48 +186,33 @@ fn gru_transformer_and_smoothing_are_causal() {
 #[test]
 fn non_causal_transformer_sees_the_future() {
     let device = Device::flex();
-    let mut cfg = small(DecoderBackbone::Transformer, HarmonicHeadMode::ExpSigmoid);
-    cfg.causal = false;
-    let d = cfg.init(&device);
+    let config = DecoderConfig::with_heads(
+        BackboneConfig::Transformer(TransformerConfig::new(
+            input_features(true),
+            8,
+            2,
+            2,
+            2,
+            false,
+            true,
+        )),
+        true,
+        7,
+        9,
+    );
+    let d = config.init(&device);
     let a = inputs(1, 8, 21, &device);
     let mut f0 = to_vec(a.f0.clone());
     f0[7] += 300.0;
     let c1 = to_vec(
-        d.forward(a.f0.clone(), a.ld.clone(), a.uv.clone(), 1.0)
+        d.forward(a.f0.clone(), a.ld.clone(), a.uv.clone())
             .amplitude,
     );
     let c2 = to_vec(
-        d.forward(from_vec(f0, [1, 8], &device), a.ld, a.uv, 1.0)
+        d.forward(from_vec(f0, [1, 8], &device), a.ld, a.uv)
             .amplitude,
     );
     assert_ne!(c1[0], c2[0]);
-}
-
-#[test]
-fn smoothing_kernels_match_their_recurrences() {
-    let device = Device::flex();
-    let x = rand_vec(40, 31, 0.0, 1.0);
-    let t = from_vec(x.clone(), [1, 40, 1], &device);
-    let fir = to_vec(causal_smooth(t.clone(), &[0.25; 4]));
-    for i in 0..40usize {
-        let expected: f32 = (0..4usize).map(|k| x[i.saturating_sub(k)]).sum::<f32>() / 4.0;
-        assert!((fir[i] - expected).abs() < 1e-5);
-    }
-    // One-pole: y[t] = a y[t-1] + (1 - a) x[t], started from y[-1] = x[0].
-    let heads = HeadsConfig::new(4, 3, HarmonicHeadMode::ExpSigmoid)
-        .with_smoothing(ControlSmoothing::Onepole)
-        .with_smoothing_alpha(0.5);
-    let kernel = heads.init(&device).smoothing_kernel().to_vec();
-    let y = to_vec(causal_smooth(t, &kernel));
-    let mut state = x[0];
-    for i in 0..40 {
-        state = 0.5 * state + 0.5 * x[i];
-        assert!(
-            (y[i] - state).abs() < 2e-3,
-            "frame {i}: {} vs {state}",
-            y[i]
-        );
-    }
 }
 
 #[test]
@@ -291,29 +294,21 @@ fn every_parameter_receives_a_gradient() {
     let device = flex_ad();
     for backbone in BACKBONES {
         for mode in MODES {
-            let d = small(backbone, mode).init(&device);
-            let x = inputs(2, 12, 51, &device);
-            let c = d.forward(x.f0, x.ld, x.uv, 1.0);
+            let pair = Pair::new(backbone, mode, &device);
+            let c = pair.controls(&inputs(2, 12, 51, &device), 1.0);
             let w = |n: usize, s: u64| from_vec(rand_vec(n, s, -1.0, 1.0), [n], &device);
+            let noise = c.noise_magnitudes.unwrap().flatten::<1>(0, 2);
+            let n_noise = noise.dims()[0];
             let loss = (c.amplitude.reshape([24]) * w(24, 1)).sum()
                 + (c.distribution.reshape([24 * 7]) * w(168, 2)).sum()
-                + (c.noise_magnitudes.unwrap().flatten::<1>(0, 2)
-                    * w(
-                        24 * if mode == HarmonicHeadMode::ExpSigmoid {
-                            9
-                        } else {
-                            5
-                        },
-                        3,
-                    ))
-                .sum();
+                + (noise * w(n_noise, 3)).sum();
             let grads = loss.backward();
             let mut check = GradCheck {
                 grads: &grads,
                 params: 0,
                 without: Vec::new(),
             };
-            d.visit(&mut check);
+            pair.decoder.visit(&mut check);
             assert!(check.params > 4);
             assert!(
                 check.without.is_empty(),
@@ -328,12 +323,12 @@ fn every_parameter_receives_a_gradient() {
 fn two_hundred_steps_stay_finite() {
     let device = flex_ad();
     for backbone in BACKBONES {
-        let mut d = small(backbone, HarmonicHeadMode::ExpSigmoid).init(&device);
+        let mut pair = Pair::new(backbone, HarmonicHeadMode::ExpSigmoid, &device);
         let mut optim = AdamConfig::new().init();
         let x = inputs(2, 12, 61, &device);
         let target = from_vec(rand_vec(2 * 12 * 7, 62, 0.0, 0.3), [2, 12, 7], &device);
         for step in 0..200 {
-            let c = d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone(), 1.0);
+            let c = pair.controls(&x, 1.0);
             let harmonic = c.distribution * c.amplitude.unsqueeze_dim::<3>(2);
             let loss = (harmonic - target.clone()).powf_scalar(2.0).mean();
             let value = to_vec(loss.clone())[0];
@@ -341,25 +336,8 @@ fn two_hundred_steps_stay_finite() {
                 value.is_finite(),
                 "{backbone:?}: loss {value} at step {step}"
             );
-            let grads = GradientsParams::from_grads(loss.backward(), &d);
-            d = optim.step(1e-2, d, grads);
+            let grads = GradientsParams::from_grads(loss.backward(), &pair.decoder);
+            pair.decoder = optim.step(1e-2, pair.decoder, grads);
         }
-    }
-}
-
-#[test]
-fn decoder_config_maps_the_global_config() {
-    let c = crate::Config {
-        decoder_backbone: DecoderBackbone::Gru,
-        rnn_channels: 24,
-        layers_per_stack: 0,
-        harmonics: 5,
-        ..crate::Config::default()
-    };
-    let d = DecoderConfig::from_config(&c).init(&Device::flex());
-    assert_eq!(d.kind(), DecoderBackbone::Gru);
-    match &d.backbone {
-        Backbone::Gru(g) => assert_eq!(g.d_output(), 24 + 3, "tiny: GRU output + raw inputs"),
-        _ => panic!("wrong backbone"),
     }
 }

@@ -1,4 +1,4 @@
-//! Pure, differentiable tensor functions: the DSP core (magenta `ddsp/core.py`) that synthesizers, effects, losses and
+//! Pure, differentiable tensor functions: the DSP core that synthesizers, effects, losses and
 //! decoders are built from (the counterpart of magenta `ddsp/core.py`).
 //!
 //! Conventions: frame-rate controls are `[batch, frames, channels]`, audio is
@@ -7,11 +7,22 @@
 //! under autodiff; none loops over frames or harmonics on the host.
 
 use burn::tensor::activation::log_sigmoid;
+use burn::tensor::module::conv1d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 
-use crate::config::AmpResample;
+/// How frame-rate amplitudes are upsampled to the audio rate (`ampResample` in the config).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AmpResample {
+    /// Linear interpolation between frame centres.
+    Linear,
+    /// Overlapping Hann windows of `2*hop` (DDSP's "window" method).
+    Window,
+}
 
 /// MIDI note range used to scale f0: `f0_scaled = hz_to_midi(f0) / F0_RANGE`.
 pub const F0_RANGE: f64 = 127.0;
@@ -409,10 +420,11 @@ pub fn overlap_add(frames: Tensor<3>, hop: usize) -> Tensor<2> {
     out.slice([0..b, 0..(f - 1) * hop + l])
 }
 
-fn complex_mul(
-    (ar, ai): (Tensor<3>, Tensor<3>),
-    (br, bi): (Tensor<3>, Tensor<3>),
-) -> (Tensor<3>, Tensor<3>) {
+/// `(ar + i ai) * (br + i bi)` elementwise, as `(real, imaginary)`.
+fn complex_mul<const D: usize>(
+    (ar, ai): (Tensor<D>, Tensor<D>),
+    (br, bi): (Tensor<D>, Tensor<D>),
+) -> (Tensor<D>, Tensor<D>) {
     (
         ar.clone() * br.clone() - ai.clone() * bi.clone(),
         ar * bi + ai * br,
@@ -452,11 +464,47 @@ pub fn fft_convolve(audio: Tensor<2>, ir: Tensor<2>, delay: usize) -> Tensor<2> 
     let [b, n] = audio.dims();
     let l = ir.dims()[1];
     let fft = next_pow2(n + l - 1);
-    let (xr, xi) = burn::signal::rfft(audio, 1, Some(fft));
-    let (hr, hi) = burn::signal::rfft(ir, 1, Some(fft));
-    let yr = xr.clone() * hr.clone() - xi.clone() * hi.clone();
-    let yi = xr * hi + xi * hr;
+    let x = burn::signal::rfft(audio, 1, Some(fft));
+    let h = burn::signal::rfft(ir, 1, Some(fft));
+    let (yr, yi) = complex_mul(x, h);
     burn::signal::irfft(yr, yi, 1, Some(fft)).slice([0..b, delay..delay + n])
+}
+
+/// Truncated, renormalised one-pole impulse response `(1 - a) a^k`, `k = 0, 1, ...` until
+/// `a^k < 1e-3` (at most 512 taps): the FIR form of `y[t] = a y[t-1] + (1 - a) x[t]`.
+pub fn onepole_kernel(a: f64) -> Vec<f32> {
+    let len = if a <= 0.0 {
+        1
+    } else {
+        ((1e-3f64.ln() / a.ln()).ceil() as usize).clamp(1, 512)
+    };
+    let w: Vec<f64> = (0..len).map(|k| (1.0 - a) * a.powi(k as i32)).collect();
+    let sum: f64 = w.iter().sum();
+    w.into_iter().map(|v| (v / sum) as f32).collect()
+}
+
+/// Causal FIR smoothing along frames: `y[t] = sum_k w[k] x[t - k]`, the first frame held
+/// before the start. `[B, F, C]` -> `[B, F, C]`; a kernel of at most one tap is the identity.
+pub fn causal_smooth(x: Tensor<3>, kernel: &[f32]) -> Tensor<3> {
+    if kernel.len() <= 1 {
+        return x;
+    }
+    let [b, f, c] = x.dims();
+    let l = kernel.len();
+    let flat = x.swap_dims(1, 2).reshape([b * c, 1, f]);
+    let padded = flat.pad([(0, 0), (0, 0), (l - 1, 0)], PadMode::Edge);
+    // conv1d correlates, so the kernel is reversed.
+    let reversed: Vec<f32> = kernel.iter().rev().copied().collect();
+    let weight = from_vec(reversed, [1, 1, l], &padded.device());
+    let options = ConvOptions {
+        stride: [1],
+        padding: [(0, 0)],
+        dilation: [1],
+        groups: 1,
+    };
+    conv1d(padded, weight, None, options)
+        .reshape([b, c, f])
+        .swap_dims(1, 2)
 }
 
 /// Uniform noise in `[-1, 1)` of shape `[batch, samples]` from a seeded generator on the host,

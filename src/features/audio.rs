@@ -160,14 +160,15 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
         return Ok(samples.to_vec());
     }
     let mut r = FftFixedInOut::<f64>::new(from as usize, to as usize, 1024, 1)
-        .map_err(|e| Error::Config(format!("cannot resample {from} Hz -> {to} Hz: {e}")))?;
+        .map_err(|e| Error::Resample(format!("cannot resample {from} Hz -> {to} Hz: {e}")))?;
     let delay = r.output_delay();
     let expected =
         ((samples.len() as u128 * to as u128 + from as u128 / 2) / from as u128) as usize;
     let input: Vec<f64> = samples.iter().map(|&v| v as f64).collect();
     let mut out: Vec<f64> = Vec::with_capacity(expected + delay + 4096);
     let mut pos = 0;
-    let fail = |e: rubato::ResampleError| Error::Config(format!("resampling failed: {e}"));
+    let fail =
+        |e: rubato::ResampleError| Error::Resample(format!("{from} Hz -> {to} Hz failed: {e}"));
     while out.len() < expected + delay {
         let need = r.input_frames_next();
         let chunk = if pos + need <= input.len() {
@@ -216,7 +217,8 @@ pub fn load_audio(path: &Path, sample_rate: f64, normalize_to: f64) -> Result<Ve
     Ok(samples)
 }
 
-/// Encode mono `f32` samples as a WAV file (32-bit float), written atomically.
+/// Mono `f32` samples as the bytes of a 32-bit float WAV file (see [`write_wav`] to write
+/// one).
 pub fn wav_bytes(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
     let spec = hound::WavSpec {
         channels: 1,
@@ -227,13 +229,13 @@ pub fn wav_bytes(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
     let mut cursor = std::io::Cursor::new(Vec::new());
     {
         let mut w = hound::WavWriter::new(&mut cursor, spec)
-            .map_err(|e| Error::Config(format!("WAV encoding failed: {e}")))?;
+            .map_err(|e| Error::Encode(format!("WAV: {e}")))?;
         for &s in samples {
             w.write_sample(s)
-                .map_err(|e| Error::Config(format!("WAV encoding failed: {e}")))?;
+                .map_err(|e| Error::Encode(format!("WAV: {e}")))?;
         }
         w.finalize()
-            .map_err(|e| Error::Config(format!("WAV encoding failed: {e}")))?;
+            .map_err(|e| Error::Encode(format!("WAV: {e}")))?;
     }
     Ok(cursor.into_inner())
 }

@@ -80,15 +80,9 @@ pub fn frame_spectra<T>(
     let mut scratch = fft.make_scratch_vec();
     (0..frames)
         .map(|i| {
-            let start = (i * hop) as isize - offset as isize;
-            for (j, slot) in input.iter_mut().enumerate() {
-                let idx = start + j as isize;
-                let x = if idx >= 0 && (idx as usize) < audio.len() {
-                    audio[idx as usize] as f64
-                } else {
-                    0.0
-                };
-                *slot = x * window[j];
+            super::centred_frame(audio, i, hop, offset, &mut input);
+            for (slot, w) in input.iter_mut().zip(&window) {
+                *slot *= w;
             }
             fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch)
                 .expect("fft sizes match");

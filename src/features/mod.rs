@@ -12,8 +12,6 @@ pub mod audio;
 pub mod loudness;
 pub mod pitch;
 
-use crate::config::Config;
-
 /// Frame-rate features of one signal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameFeatures {
@@ -46,24 +44,54 @@ impl FrameFeatures {
     }
 }
 
-/// The pitch tracker settings a config implies.
-pub fn pitch_config(config: &Config) -> pitch::PitchConfig {
-    let mut p = pitch::PitchConfig::new(
-        config.sample_rate,
-        config.frame_hop,
-        config.min_f0,
-        config.max_f0,
-    );
-    p.frame_length = config.frame_size;
-    p.voiced_threshold = config.voiced_threshold;
-    p
+/// Settings of the feature extractor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureConfig {
+    /// Sample rate of the audio, Hz.
+    pub sample_rate: f64,
+    /// Analysis window, samples (loudness FFT size; the pitch tracker's minimum frame).
+    pub frame_size: usize,
+    /// Samples between frames.
+    pub frame_hop: usize,
+    /// Lowest f0 the tracker considers, Hz.
+    pub min_f0: f64,
+    /// Highest f0 the tracker considers, Hz.
+    pub max_f0: f64,
+    /// Voicing probability at or above which a frame is voiced.
+    pub voiced_threshold: f64,
 }
 
-/// f0, voicing and loudness of mono audio at `config.sampleRate` (`1 + n / frameHop` frames).
-/// Loudness uses `frameSize`-sample FFTs.
-pub fn extract(audio: &[f32], config: &Config) -> FrameFeatures {
+impl FeatureConfig {
+    /// The pitch tracker's settings: pYIN's defaults with this rate, hop, range, frame and
+    /// voicing threshold.
+    pub fn pitch(&self) -> pitch::PitchConfig {
+        let mut p =
+            pitch::PitchConfig::new(self.sample_rate, self.frame_hop, self.min_f0, self.max_f0);
+        p.frame_length = self.frame_size;
+        p.voiced_threshold = self.voiced_threshold;
+        p
+    }
+}
+
+/// Frame `i` of a centred frame grid: `out.len()` samples starting at `i * hop - offset`,
+/// samples outside the signal read as zero (the zero padding of a centred analysis).
+pub fn centred_frame(audio: &[f32], i: usize, hop: usize, offset: usize, out: &mut [f64]) {
+    let start = (i * hop) as isize - offset as isize;
+    for (j, slot) in out.iter_mut().enumerate() {
+        let idx = start + j as isize;
+        *slot = if idx >= 0 && (idx as usize) < audio.len() {
+            audio[idx as usize] as f64
+        } else {
+            0.0
+        };
+    }
+}
+
+/// f0, voicing and loudness of mono audio at `config.sample_rate` (`1 + n / frame_hop`
+/// frames). Loudness uses `frame_size`-sample FFTs.
+pub fn extract(audio: &[f32], config: &FeatureConfig) -> FrameFeatures {
     let (track, loudness_db) = rayon::join(
-        || pitch::track_pitch(audio, &pitch_config(config)),
+        || pitch::track_pitch(audio, &config.pitch()),
         || {
             loudness::compute_loudness(
                 audio,

@@ -266,15 +266,7 @@ pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
         .map_init(
             || vec![0.0f64; yin.frame_length],
             |buf, i| {
-                let start = (i * config.hop) as isize - half as isize;
-                for (j, slot) in buf.iter_mut().enumerate() {
-                    let idx = start + j as isize;
-                    *slot = if idx >= 0 && (idx as usize) < audio.len() {
-                        audio[idx as usize] as f64
-                    } else {
-                        0.0
-                    };
-                }
+                super::centred_frame(audio, i, config.hop, half, buf);
                 let rms = (buf.iter().map(|v| v * v).sum::<f64>() / buf.len() as f64).sqrt();
                 if rms < config.silence_rms {
                     return (Vec::new(), false);
@@ -295,42 +287,84 @@ pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
     decode(&analysed, config)
 }
 
-fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTrack {
-    let frames = analysed.len();
-    let bins_per_semitone = (1.0 / config.resolution).ceil();
-    let n_bins =
-        (12.0 * bins_per_semitone * (config.max_f0 / config.min_f0).log2()).floor() as usize + 1;
-    let bin_of = |f0: f64| -> Option<usize> {
-        let b = (12.0 * bins_per_semitone * (f0 / config.min_f0).log2()).round();
-        (b >= 0.0 && (b as usize) < n_bins).then_some(b as usize)
-    };
-    let bin_hz = |b: usize| config.min_f0 * 2f64.powf(b as f64 / (12.0 * bins_per_semitone));
+/// The HMM's pitch grid: `n` bins of `resolution` semitones from `min_f0` up.
+struct PitchBins {
+    per_semitone: f64,
+    n: usize,
+    min_f0: f64,
+}
 
-    // Triangular pitch transition band, rows normalised (log domain).
-    let max_semitones =
-        (config.max_transition_rate * 12.0 * config.hop as f64 / config.sample_rate).round();
-    let width = (max_semitones * bins_per_semitone) as usize + 1;
-    let half_w = width / 2;
-    let tri: Vec<f64> = (0..=half_w)
-        .map(|d| 1.0 - d as f64 / ((width + 1) as f64 / 2.0))
-        .collect();
-    let row_log_norm: Vec<f64> = (0..n_bins)
-        .map(|i| {
-            let lo = i.saturating_sub(half_w);
-            let hi = (i + half_w).min(n_bins - 1);
-            (lo..=hi).map(|j| tri[i.abs_diff(j)]).sum::<f64>().ln()
-        })
-        .collect();
-    let log_tri: Vec<f64> = tri.iter().map(|t| t.ln()).collect();
-    let (log_stay, log_switch) = ((1.0 - config.switch_prob).ln(), config.switch_prob.ln());
+impl PitchBins {
+    fn new(config: &PitchConfig) -> Self {
+        let per_semitone = (1.0 / config.resolution).ceil();
+        let n = (12.0 * per_semitone * (config.max_f0 / config.min_f0).log2()).floor() as usize + 1;
+        Self {
+            per_semitone,
+            n,
+            min_f0: config.min_f0,
+        }
+    }
 
-    // Observations.
-    let mut voiced_prob = vec![0.0f64; frames];
-    let mut obs_voiced: Vec<Vec<(usize, f64)>> = Vec::with_capacity(frames);
+    /// The bin nearest `f0`, if it is on the grid.
+    fn of(&self, f0: f64) -> Option<usize> {
+        let b = (12.0 * self.per_semitone * (f0 / self.min_f0).log2()).round();
+        (b >= 0.0 && (b as usize) < self.n).then_some(b as usize)
+    }
+
+    /// Centre frequency of bin `b`, Hz.
+    fn hz(&self, b: usize) -> f64 {
+        self.min_f0 * 2f64.powf(b as f64 / (12.0 * self.per_semitone))
+    }
+}
+
+/// Log transition weights between pitch bins: a triangular band of half-width `half_w` bins,
+/// each row normalised.
+struct Transitions {
+    half_w: usize,
+    log_tri: Vec<f64>,
+    row_log_norm: Vec<f64>,
+}
+
+impl Transitions {
+    fn new(config: &PitchConfig, bins: &PitchBins) -> Self {
+        let max_semitones =
+            (config.max_transition_rate * 12.0 * config.hop as f64 / config.sample_rate).round();
+        let width = (max_semitones * bins.per_semitone) as usize + 1;
+        let half_w = width / 2;
+        let tri: Vec<f64> = (0..=half_w)
+            .map(|d| 1.0 - d as f64 / ((width + 1) as f64 / 2.0))
+            .collect();
+        let row_log_norm = (0..bins.n)
+            .map(|i| {
+                let (lo, hi) = (i.saturating_sub(half_w), (i + half_w).min(bins.n - 1));
+                (lo..=hi).map(|j| tri[i.abs_diff(j)]).sum::<f64>().ln()
+            })
+            .collect();
+        Self {
+            half_w,
+            log_tri: tri.iter().map(|t| t.ln()).collect(),
+            row_log_norm,
+        }
+    }
+
+    /// Log weight of moving from bin `i` to bin `j` (within the band).
+    fn log(&self, i: usize, j: usize) -> f64 {
+        self.log_tri[i.abs_diff(j)] - self.row_log_norm[i]
+    }
+}
+
+/// Per frame: the voicing probability (sum of the candidates' probabilities on the grid, 0 for
+/// inaudible frames) and the voiced observations `(bin, probability)`.
+fn observations(
+    analysed: &[(Vec<Candidate>, bool)],
+    bins: &PitchBins,
+) -> (Vec<f64>, Vec<Vec<(usize, f64)>>) {
+    let mut voiced_prob = vec![0.0f64; analysed.len()];
+    let mut obs_voiced = Vec::with_capacity(analysed.len());
     for (t, (cands, audible)) in analysed.iter().enumerate() {
         let mut row: Vec<(usize, f64)> = Vec::new();
         for c in cands {
-            if let Some(b) = bin_of(c.f0) {
+            if let Some(b) = bins.of(c.f0) {
                 match row.iter_mut().find(|(bb, _)| *bb == b) {
                     Some(e) => e.1 += c.prob,
                     None => row.push((b, c.prob)),
@@ -344,36 +378,47 @@ fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTra
         }
         obs_voiced.push(row);
     }
-    const FLOOR: f64 = -1e30;
-    let unvoiced_log = |t: usize| ((1.0 - voiced_prob[t]).max(1e-12) / n_bins as f64).ln();
+    (voiced_prob, obs_voiced)
+}
 
-    // Viterbi over 2 * n_bins states; voiced states emit only where candidates exist.
-    let log_init = (0.5 / n_bins as f64).ln();
-    let mut delta_v = vec![FLOOR; n_bins];
-    let mut delta_u = vec![unvoiced_log(0) + log_init; n_bins];
+/// Log-probability floor of the Viterbi pass.
+const FLOOR: f64 = -1e30;
+
+/// Viterbi over `2 * n` states (voiced bin `j` is state `j`, unvoiced bin `j` is `n + j`);
+/// voiced states emit only where candidates exist. Returns the best state per frame.
+fn viterbi(
+    voiced_prob: &[f64],
+    obs_voiced: &[Vec<(usize, f64)>],
+    bins: &PitchBins,
+    tr: &Transitions,
+    config: &PitchConfig,
+) -> Vec<usize> {
+    let (n, frames) = (bins.n, voiced_prob.len());
+    let (log_stay, log_switch) = ((1.0 - config.switch_prob).ln(), config.switch_prob.ln());
+    let unvoiced_log = |t: usize| ((1.0 - voiced_prob[t]).max(1e-12) / n as f64).ln();
+    let log_init = (0.5 / n as f64).ln();
+    let mut delta_v = vec![FLOOR; n];
+    let mut delta_u = vec![unvoiced_log(0) + log_init; n];
     for &(b, p) in &obs_voiced[0] {
         delta_v[b] = p.max(1e-300).ln() + log_init;
     }
     let mut back: Vec<Vec<u32>> = Vec::with_capacity(frames);
-    back.push(vec![0; 2 * n_bins]);
-    let mut best_v = vec![0.0; n_bins];
-    let mut arg_v = vec![0usize; n_bins];
-    let mut best_u = vec![0.0; n_bins];
-    let mut arg_u = vec![0usize; n_bins];
+    back.push(vec![0; 2 * n]);
+    let (mut best_v, mut arg_v) = (vec![0.0; n], vec![0usize; n]);
+    let (mut best_u, mut arg_u) = (vec![0.0; n], vec![0usize; n]);
     for (t, observed) in obs_voiced.iter().enumerate().skip(1) {
         // Best predecessor within the band, separately for voiced and unvoiced sources.
-        for j in 0..n_bins {
-            let lo = j.saturating_sub(half_w);
-            let hi = (j + half_w).min(n_bins - 1);
+        for j in 0..n {
+            let (lo, hi) = (j.saturating_sub(tr.half_w), (j + tr.half_w).min(n - 1));
             let (mut bv, mut av, mut bu, mut au) = (f64::NEG_INFINITY, j, f64::NEG_INFINITY, j);
             for i in lo..=hi {
-                let tr = log_tri[i.abs_diff(j)] - row_log_norm[i];
-                let v = delta_v[i] + tr;
+                let w = tr.log(i, j);
+                let v = delta_v[i] + w;
                 if v > bv {
                     bv = v;
                     av = i;
                 }
-                let u = delta_u[i] + tr;
+                let u = delta_u[i] + w;
                 if u > bu {
                     bu = u;
                     au = i;
@@ -384,22 +429,22 @@ fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTra
             best_u[j] = bu;
             arg_u[j] = au;
         }
-        let mut ptr = vec![0u32; 2 * n_bins];
-        let mut new_v = vec![FLOOR; n_bins];
-        let mut new_u = vec![0.0; n_bins];
+        let mut ptr = vec![0u32; 2 * n];
+        let mut new_v = vec![FLOOR; n];
+        let mut new_u = vec![0.0; n];
         let emit_u = unvoiced_log(t);
-        let mut emit_v = vec![f64::NEG_INFINITY; n_bins];
+        let mut emit_v = vec![f64::NEG_INFINITY; n];
         for &(b, p) in observed {
             emit_v[b] = p.max(1e-300).ln();
         }
-        for j in 0..n_bins {
+        for j in 0..n {
             // Into voiced j.
             let from_v = best_v[j] + log_stay;
             let from_u = best_u[j] + log_switch;
             let (score, src) = if from_v >= from_u {
                 (from_v, arg_v[j] as u32)
             } else {
-                (from_u, (n_bins + arg_u[j]) as u32)
+                (from_u, (n + arg_u[j]) as u32)
             };
             new_v[j] = if emit_v[j].is_finite() {
                 (score + emit_v[j]).max(FLOOR)
@@ -413,10 +458,10 @@ fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTra
             let (score, src) = if from_v > from_u {
                 (from_v, arg_v[j] as u32)
             } else {
-                (from_u, (n_bins + arg_u[j]) as u32)
+                (from_u, (n + arg_u[j]) as u32)
             };
             new_u[j] = score + emit_u;
-            ptr[n_bins + j] = src;
+            ptr[n + j] = src;
         }
         // Renormalise to keep magnitudes bounded.
         let m = new_v
@@ -442,21 +487,30 @@ fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTra
         states[t] = state;
         state = back[t][state] as usize;
     }
+    states
+}
 
+fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTrack {
+    let bins = PitchBins::new(config);
+    let transitions = Transitions::new(config, &bins);
+    let (voiced_prob, obs_voiced) = observations(analysed, &bins);
+    let states = viterbi(&voiced_prob, &obs_voiced, &bins, &transitions, config);
     // f0: the exact candidate in the decoded bin (or its neighbours), else the bin centre.
-    let mut f0 = vec![0.0f64; frames];
-    let mut voiced = vec![false; frames];
-    for t in 0..frames {
-        let s = states[t];
-        let b = s % n_bins;
-        voiced[t] = s < n_bins;
-        let exact = analysed[t]
-            .0
-            .iter()
-            .filter(|c| bin_of(c.f0).is_some_and(|cb| cb.abs_diff(b) <= 1))
-            .max_by(|x, y| x.prob.total_cmp(&y.prob));
-        f0[t] = exact.map(|c| c.f0).unwrap_or_else(|| bin_hz(b));
-    }
+    let (f0, voiced): (Vec<f64>, Vec<bool>) = states
+        .iter()
+        .zip(analysed)
+        .map(|(&s, (cands, _))| {
+            let b = s % bins.n;
+            let exact = cands
+                .iter()
+                .filter(|c| bins.of(c.f0).is_some_and(|cb| cb.abs_diff(b) <= 1))
+                .max_by(|x, y| x.prob.total_cmp(&y.prob));
+            (
+                exact.map(|c| c.f0).unwrap_or_else(|| bins.hz(b)),
+                s < bins.n,
+            )
+        })
+        .unzip();
     // Frames decoded unvoiced keep their probability but capped just under the threshold, so
     // `uv = prob >= voicedThreshold` agrees with the smoothed decision.
     let cap = (config.voiced_threshold - 1e-3).max(0.0);

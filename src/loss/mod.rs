@@ -1,29 +1,48 @@
 //! Losses: multi-scale spectral (magnitude + log-magnitude), waveform MSE, loudness, and the
-//! harmonic-distribution regularisers, combined with their step schedules into a
-//! [`LossReport`] that keeps every term for logging.
+//! harmonic-distribution regularisers, combined with their step schedules into an
+//! [`Objective`] whose [`LossReport`] keeps every term, by name, for logging.
 
 mod loudness;
 mod regularizers;
-mod schedule;
 mod spectral;
 
+pub use crate::schedule::Schedule;
 pub use loudness::{frame_rms, loudness_db};
 pub use regularizers::{concentration_penalty, entropy_penalty};
-pub use schedule::Schedule;
 pub use spectral::{
     SpectralLoss, SpectralLossConfig, SpectralTerms, Spectrograms, magnitude_spectrogram,
 };
 
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, LoudnessLossMode};
+/// Norm of the spectral differences (`spectralLossMode`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpectralLossMode {
+    /// Mean absolute difference (the paper).
+    L1,
+    /// Mean squared difference (the original tool).
+    L2,
+}
+
+/// Loudness loss form (`loudnessLossMode`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoudnessLossMode {
+    /// Squared difference of frame RMS amplitudes.
+    LinearL2,
+    /// Absolute difference of A-weighted loudness in dB.
+    DbL1,
+}
 
 /// Every loss term of one evaluation, unweighted, plus the weighted total.
 #[derive(Clone, Debug)]
 pub struct LossReport {
     /// The weighted sum that is optimised: `[1]`.
     pub total: Tensor<1>,
-    /// `(name, unweighted value [1])` for each term that was computed.
+    /// `(name, unweighted value [1])` for each term of the objective, in
+    /// [`Objective::term_names`] order.
     pub terms: Vec<(&'static str, Tensor<1>)>,
     /// `(name, weight)` applied to each term at this step.
     pub weights: Vec<(&'static str, f64)>,
@@ -51,117 +70,135 @@ impl LossReport {
     }
 }
 
-/// Loss weights at one step.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LossWeights {
-    /// Spectral magnitude term.
-    pub spectral: f64,
-    /// Spectral log-magnitude term.
-    pub logmag: f64,
-    /// Waveform MSE.
-    pub mse: f64,
-    /// Loudness loss.
-    pub loudness: f64,
-    /// Harmonic entropy regulariser.
-    pub entropy: f64,
-    /// Harmonic concentration regulariser.
-    pub concentration: f64,
+/// Configuration of an [`Objective`]: each term's definition and weight schedule. A term
+/// whose schedule is zero at every step is not part of the objective.
+#[derive(Clone, Debug)]
+pub struct ObjectiveConfig {
+    /// The multi-scale spectral loss (no FFT sizes: no spectral terms).
+    pub spectral: SpectralLossConfig,
+    /// Weight of the spectral magnitude term.
+    pub spectral_weight: Schedule,
+    /// Weight of the spectral log-magnitude term.
+    pub logmag_weight: Schedule,
+    /// Weight of the waveform MSE.
+    pub mse_weight: Schedule,
+    /// Weight of the loudness loss.
+    pub loudness_weight: Schedule,
+    /// Loudness loss form.
+    pub loudness_mode: LoudnessLossMode,
+    /// Weight of the harmonic entropy regulariser.
+    pub entropy_weight: Schedule,
+    /// Weight of the harmonic concentration regulariser.
+    pub concentration_weight: Schedule,
+    /// Audio sample rate, Hz (loudness term).
+    pub sample_rate: f64,
+    /// Loudness analysis window, samples.
+    pub frame_size: usize,
+    /// Loudness frame hop, samples.
+    pub frame_hop: usize,
 }
 
-/// The training objective configured by a [`Config`]: term definitions and schedules.
+impl ObjectiveConfig {
+    /// `(name, weight schedule)` of every possible term, in report order.
+    fn schedules(&self) -> [(&'static str, Schedule); 6] {
+        let spectral = |s: Schedule| {
+            if self.spectral.fft_sizes.is_empty() {
+                Schedule::constant(0.0)
+            } else {
+                s
+            }
+        };
+        [
+            ("spectral", spectral(self.spectral_weight)),
+            ("logmag", spectral(self.logmag_weight)),
+            ("mse", self.mse_weight),
+            ("loudness", self.loudness_weight),
+            ("entropy", self.entropy_weight),
+            ("concentration", self.concentration_weight),
+        ]
+    }
+
+    /// The first step at which every term's weight is 0, if there is one (such a step has no
+    /// gradient). The weights are piecewise linear in the step, so it suffices to look at
+    /// their breakpoints.
+    pub fn first_step_without_weight(&self) -> Option<usize> {
+        let schedules = self.schedules();
+        let mut steps: Vec<usize> = schedules
+            .iter()
+            .flat_map(|(_, s)| s.breakpoints())
+            .collect();
+        steps.sort_unstable();
+        steps
+            .into_iter()
+            .find(|&step| schedules.iter().all(|(_, s)| s.at(step) == 0.0))
+    }
+
+    /// Build the objective. The spectral magnitude and log-magnitude terms come as a pair
+    /// (one STFT gives both): both are reported when either has a weight.
+    pub fn init(&self, device: &Device) -> Objective {
+        let schedules = self.schedules();
+        let spectral_pair = schedules[..2].iter().any(|(_, s)| s.ever_nonzero());
+        let terms = schedules
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, s))| {
+                if *i < 2 {
+                    spectral_pair
+                } else {
+                    s.ever_nonzero()
+                }
+            })
+            .map(|(_, term)| term)
+            .collect();
+        Objective {
+            spectral: self.spectral.init(device),
+            terms,
+            loudness_mode: self.loudness_mode,
+            sample_rate: self.sample_rate,
+            frame_size: self.frame_size,
+            frame_hop: self.frame_hop,
+        }
+    }
+}
+
+/// The training objective: the terms of an [`ObjectiveConfig`] with their schedules. The
+/// objective alone decides which terms exist ([`Objective::term_names`]); every evaluation
+/// reports all of them, in that order, whatever their weight at the step.
 #[derive(Clone, Debug)]
 pub struct Objective {
     /// The multi-scale spectral loss.
     pub spectral: SpectralLoss,
-    spectral_ramp: Schedule,
-    spectral_weight: f64,
-    logmag_weight: f64,
-    mse_weight: f64,
-    loudness: Schedule,
+    terms: Vec<(&'static str, Schedule)>,
     loudness_mode: LoudnessLossMode,
-    entropy: Schedule,
-    concentration: Schedule,
     sample_rate: f64,
     frame_size: usize,
     frame_hop: usize,
 }
 
-fn schedule(start: f64, end: Option<f64>, warmup: usize, ramp: usize) -> Schedule {
-    Schedule {
-        start,
-        end: end.unwrap_or(start),
-        warmup,
-        ramp,
-    }
-}
-
 impl Objective {
-    /// Build from the config's loss options.
-    pub fn new(config: &Config, device: &Device) -> Self {
-        let spectral = SpectralLossConfig::new(config.spectral_windows.clone())
-            .with_hop_divisor(config.spectral_hop_divisor)
-            .with_mode(config.spectral_loss_mode)
-            .with_log_epsilon(config.spectral_log_epsilon)
-            .init(device);
-        Self {
-            spectral,
-            spectral_ramp: Schedule {
-                start: 0.0,
-                end: 1.0,
-                warmup: config.spectral_warmup_steps,
-                ramp: config.spectral_ramp_steps,
-            },
-            spectral_weight: config.spectral_weight,
-            logmag_weight: config.spectral_logmag_weight,
-            mse_weight: config.mse_weight,
-            loudness: schedule(
-                config.loudness_loss_weight,
-                config.loudness_loss_weight_end,
-                config.loudness_loss_warmup_steps,
-                config.loudness_loss_ramp_steps,
-            ),
-            loudness_mode: config.loudness_loss_mode,
-            entropy: schedule(
-                config.harmonic_entropy_weight,
-                config.harmonic_entropy_weight_end,
-                config.harmonic_entropy_warmup_steps,
-                config.harmonic_entropy_ramp_steps,
-            ),
-            concentration: schedule(
-                config.harmonic_concentration_weight,
-                config.harmonic_concentration_weight_end,
-                config.harmonic_concentration_warmup_steps,
-                config.harmonic_concentration_ramp_steps,
-            ),
-            sample_rate: config.sample_rate,
-            frame_size: config.frame_size,
-            frame_hop: config.frame_hop,
-        }
+    /// The names of the terms every [`Objective::evaluate`] reports, in order.
+    pub fn term_names(&self) -> Vec<&'static str> {
+        self.terms.iter().map(|(n, _)| *n).collect()
     }
 
-    /// The weights in force at `step`.
-    pub fn weights(&self, step: usize) -> LossWeights {
-        let ramp = self.spectral_ramp.at(step);
-        LossWeights {
-            spectral: self.spectral_weight * ramp,
-            logmag: self.logmag_weight * ramp,
-            mse: self.mse_weight,
-            loudness: self.loudness.at(step),
-            entropy: self.entropy.at(step),
-            concentration: self.concentration.at(step),
-        }
+    /// `(name, weight)` of every term at `step`.
+    pub fn weights(&self, step: usize) -> Vec<(&'static str, f64)> {
+        self.terms.iter().map(|(n, s)| (*n, s.at(step))).collect()
     }
 
-    /// Whether the spectral loss is used at all (its terms are skipped when both weights are 0).
+    /// Whether the spectral loss is computed.
     pub fn uses_spectral(&self) -> bool {
-        !self.spectral.fft_sizes().is_empty()
-            && (self.spectral_weight > 0.0 || self.logmag_weight > 0.0)
+        self.has("spectral") || self.has("logmag")
     }
 
-    /// Evaluate every configured term at `step`.
+    fn has(&self, name: &str) -> bool {
+        self.terms.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Evaluate every term at `step`.
     ///
     /// `target_spectrograms` may be precomputed with [`SpectralLoss::target_spectrograms`];
-    /// `distribution` (`[B, F, K]`) feeds the regularisers when given.
+    /// `distribution` (`[B, F, K]`) feeds the regularisers (they count as 0 without it).
     pub fn evaluate(
         &self,
         prediction: Tensor<2>,
@@ -171,18 +208,7 @@ impl Objective {
         step: usize,
     ) -> LossReport {
         let device = prediction.device();
-        let w = self.weights(step);
-        let mut terms = Vec::new();
-        let mut weights = Vec::new();
-        let mut total = Tensor::<1>::zeros([1], &device);
-        let mut add = |name: &'static str, value: Tensor<1>, weight: f64, total: &mut Tensor<1>| {
-            if weight != 0.0 {
-                *total = total.clone() + value.clone().mul_scalar(weight);
-            }
-            terms.push((name, value));
-            weights.push((name, weight));
-        };
-        if self.uses_spectral() {
+        let spectral = self.uses_spectral().then(|| {
             let owned;
             let spec = match target_spectrograms {
                 Some(s) => s,
@@ -191,33 +217,34 @@ impl Objective {
                     &owned
                 }
             };
-            let t = self.spectral.forward_with_target(prediction.clone(), spec);
-            add("spectral", t.magnitude, w.spectral, &mut total);
-            add("logmag", t.log_magnitude, w.logmag, &mut total);
-        }
-        if self.mse_weight > 0.0 {
-            let mse = (prediction.clone() - target.clone())
-                .powf_scalar(2.0)
-                .mean()
-                .reshape([1]);
-            add("mse", mse, w.mse, &mut total);
-        }
-        if w.loudness > 0.0 || self.loudness.end > 0.0 {
-            let value = self.loudness_term(prediction, target);
-            add("loudness", value, w.loudness, &mut total);
-        }
-        if let Some(d) = distribution {
-            if self.entropy.start > 0.0 || self.entropy.end > 0.0 {
-                add("entropy", entropy_penalty(d.clone()), w.entropy, &mut total);
+            self.spectral.forward_with_target(prediction.clone(), spec)
+        });
+        let mut total = Tensor::<1>::zeros([1], &device);
+        let mut terms = Vec::with_capacity(self.terms.len());
+        let weights = self.weights(step);
+        for &(name, weight) in &weights {
+            let value = match name {
+                "spectral" => spectral.as_ref().expect("computed").magnitude.clone(),
+                "logmag" => spectral.as_ref().expect("computed").log_magnitude.clone(),
+                "mse" => (prediction.clone() - target.clone())
+                    .powf_scalar(2.0)
+                    .mean()
+                    .reshape([1]),
+                "loudness" => self.loudness_term(prediction.clone(), target.clone()),
+                "entropy" => match &distribution {
+                    Some(d) => entropy_penalty(d.clone()),
+                    None => Tensor::zeros([1], &device),
+                },
+                "concentration" => match &distribution {
+                    Some(d) => concentration_penalty(d.clone()),
+                    None => Tensor::zeros([1], &device),
+                },
+                other => unreachable!("unknown loss term {other}"),
+            };
+            if weight != 0.0 {
+                total = total + value.clone().mul_scalar(weight);
             }
-            if self.concentration.start > 0.0 || self.concentration.end > 0.0 {
-                add(
-                    "concentration",
-                    concentration_penalty(d),
-                    w.concentration,
-                    &mut total,
-                );
-            }
+            terms.push((name, value));
         }
         LossReport {
             total,
@@ -225,7 +252,6 @@ impl Objective {
             weights,
         }
     }
-
     /// The loudness loss: mean squared difference of frame RMS (`linear-l2`) or mean absolute
     /// difference of A-weighted loudness in dB (`db-l1`).
     pub fn loudness_term(&self, prediction: Tensor<2>, target: Tensor<2>) -> Tensor<1> {

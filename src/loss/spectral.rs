@@ -6,7 +6,7 @@ use burn::signal::{StftOptions, hann_window, stft};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 
-use crate::config::SpectralLossMode;
+use super::SpectralLossMode;
 
 /// Configuration of [`SpectralLoss`].
 #[derive(Config, Debug)]

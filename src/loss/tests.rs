@@ -97,7 +97,7 @@ fn identical_signals_give_zero_for_every_term() {
             ("frame-hop", "16"),
         ])
         .unwrap();
-    let objective = Objective::new(&config, &device);
+    let objective = config.objective_config().init(&device);
     let x = from_vec(rand_vec(256, 3, -1.0, 1.0), [1, 256], &device);
     let report = objective.evaluate(x.clone(), x, None, None, 0);
     let values = report.values();
@@ -124,11 +124,19 @@ fn report_total_is_the_weighted_sum_and_schedules_apply() {
             ("harmonic-entropy-ramp-steps", "30"),
         ])
         .unwrap();
-    let objective = Objective::new(&config, &device);
-    let w = objective.weights(15);
-    assert!((w.spectral - 1.0).abs() < 1e-12 && (w.logmag - 0.25).abs() < 1e-12);
-    assert!((w.entropy - 0.2).abs() < 1e-12);
-    assert_eq!(objective.weights(5).spectral, 0.0);
+    let objective = config.objective_config().init(&device);
+    let weight = |step: usize, name: &str| {
+        objective
+            .weights(step)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+    };
+    assert!((weight(15, "spectral") - 1.0).abs() < 1e-12);
+    assert!((weight(15, "logmag") - 0.25).abs() < 1e-12);
+    assert!((weight(15, "entropy") - 0.2).abs() < 1e-12);
+    assert_eq!(weight(5, "spectral"), 0.0);
     let p = from_vec(rand_vec(256, 4, -1.0, 1.0), [1, 256], &device);
     let t = from_vec(rand_vec(256, 5, -1.0, 1.0), [1, 256], &device);
     let d = from_vec(vec![0.5, 0.5, 0.0, 1.0], [1, 2, 2], &device);
@@ -138,6 +146,38 @@ fn report_total_is_the_weighted_sum_and_schedules_apply() {
     let expected =
         1.0 * get("spectral") + 0.25 * get("logmag") + 3.0 * get("mse") + 0.2 * get("entropy");
     assert!((get("total") - expected).abs() < 1e-4 * expected, "{v:?}");
+}
+
+#[test]
+fn the_objective_owns_its_term_names_and_reports_them_at_every_step() {
+    let device = Device::flex();
+    let mut config = crate::Config::default();
+    config
+        .apply_overrides(&[
+            ("spectral-windows", "64,32"),
+            ("spectral-weight", "1"),
+            ("spectral-warmup-steps", "0"),
+            ("spectral-ramp-steps", "0"),
+            ("mse-weight", "0"),
+            ("loudness-weight", "1"),
+            ("loudness-weight-end", "0"),
+            ("loudness-ramp-steps", "4"),
+            ("frame-size", "64"),
+            ("frame-hop", "16"),
+        ])
+        .unwrap();
+    let objective = config.objective_config().init(&device);
+    assert_eq!(objective.term_names(), ["spectral", "logmag", "loudness"]);
+    let p = from_vec(rand_vec(256, 6, -1.0, 1.0), [1, 256], &device);
+    let t = from_vec(rand_vec(256, 7, -1.0, 1.0), [1, 256], &device);
+    for step in [0, 2, 4, 100] {
+        let report = objective.evaluate(p.clone(), t.clone(), None, None, step);
+        let names: Vec<&str> = report.terms.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, objective.term_names(), "step {step}");
+    }
+    // The loudness weight ramps 1 -> 0 over 4 steps.
+    let loudness = |step| objective.weights(step)[2].1;
+    assert_eq!((loudness(0), loudness(2), loudness(4)), (1.0, 0.5, 0.0));
 }
 
 #[test]

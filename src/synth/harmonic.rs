@@ -1,11 +1,27 @@
-//! Harmonic (additive) synthesizer.
+//! Harmonic (additive) synthesizer and the scaling of its raw controls.
 
 use burn::config::Config;
 use burn::module::Module;
+use burn::tensor::activation::{sigmoid, softmax, softplus};
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
-use crate::config::AmpResample;
-use crate::dsp;
+use crate::dsp::{self, AmpResample};
+
+/// How raw network outputs become the harmonic amplitude and distribution
+/// (`harmonicHeadMode` in the config).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HarmonicScaling {
+    /// Sigmoid amplitudes and gain, with `1/K` harmonic scaling (the original tool's default).
+    Legacy,
+    /// Softplus amplitudes normalised per frame, softplus gain, no `1/K` scaling.
+    Normalized,
+    /// Softmax distribution with temperature and floor, gain bounded in dB.
+    SoftmaxDb,
+    /// The DDSP paper: `exp_sigmoid` amplitude and distribution, Nyquist-masked and normalised.
+    ExpSigmoid,
+}
 
 /// Configuration of [`Harmonic`].
 #[derive(Config, Debug)]
@@ -17,6 +33,18 @@ pub struct HarmonicConfig {
     /// How amplitudes are upsampled from frames to samples.
     #[config(default = "AmpResample::Linear")]
     pub amp_resample: AmpResample,
+    /// How raw controls are scaled ([`Harmonic::get_controls`]).
+    #[config(default = "HarmonicScaling::ExpSigmoid")]
+    pub scaling: HarmonicScaling,
+    /// softmax-db: floor `a` in `(1 - a) softmax + a / K`.
+    #[config(default = 0.0)]
+    pub softmax_amp_floor: f64,
+    /// softmax-db: lowest gain, dB.
+    #[config(default = -50.0)]
+    pub softmax_gain_min_db: f64,
+    /// softmax-db: highest gain, dB.
+    #[config(default = 6.0)]
+    pub softmax_gain_max_db: f64,
 }
 
 impl HarmonicConfig {
@@ -26,6 +54,9 @@ impl HarmonicConfig {
             sample_rate: self.sample_rate,
             hop: self.hop,
             amp_resample: self.amp_resample,
+            scaling: self.scaling,
+            softmax_amp_floor: self.softmax_amp_floor,
+            gain_db: (self.softmax_gain_min_db, self.softmax_gain_max_db),
         }
     }
 }
@@ -43,24 +74,61 @@ pub struct Harmonic {
     hop: usize,
     #[module(skip)]
     amp_resample: AmpResample,
+    #[module(skip)]
+    scaling: HarmonicScaling,
+    #[module(skip)]
+    softmax_amp_floor: f64,
+    #[module(skip)]
+    gain_db: (f64, f64),
 }
 
 impl Harmonic {
-    /// DDSP's `get_controls` for the paper's parameterisation: `exp_sigmoid` on the raw
-    /// amplitude `[B, F, 1]` and distribution `[B, F, K]`, then the distribution is
-    /// Nyquist-masked and normalised ([`dsp::normalize_harmonics`]). Returns
-    /// `(amplitude [B, F], distribution [B, F, K])`.
-    pub fn controls_from_raw(
+    /// DDSP's `get_controls`: the raw amplitude `[B, F, 1]` and distribution `[B, F, K]` of a
+    /// decoder scaled into `(amplitude [B, F, 1], distribution [B, F, K])` for the f0 they play,
+    /// `[B, F]`. `temperature` is the softmax temperature (softmax-db) at this step.
+    ///
+    /// - `exp-sigmoid` (the paper): `amp = exp_sigmoid(a)`, `dist = normalize(exp_sigmoid(d))`
+    ///   with harmonics at or above Nyquist removed ([`dsp::normalize_harmonics`]).
+    /// - `legacy`: `amp = sigmoid(a)`, `dist = sigmoid(d) / K`.
+    /// - `normalized`: `amp = softplus(a)`, `dist = softplus(d) / sum softplus(d)`.
+    /// - `softmax-db`: `dist = (1 - floor) softmax(d / T) + floor / K`,
+    ///   `amp = 10^(g_dB / 20)` with `g_dB = min + (max - min) sigmoid(a)`.
+    pub fn get_controls(
         &self,
         raw_amplitude: Tensor<3>,
         raw_distribution: Tensor<3>,
         f0_hz: Tensor<2>,
-    ) -> (Tensor<2>, Tensor<3>) {
-        let [b, f, _] = raw_amplitude.dims();
-        let amplitude = dsp::exp_sigmoid(raw_amplitude).reshape([b, f]);
-        let distribution =
-            dsp::normalize_harmonics(dsp::exp_sigmoid(raw_distribution), f0_hz, self.sample_rate);
-        (amplitude, distribution)
+        temperature: f64,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let k = raw_distribution.dims()[2];
+        match self.scaling {
+            HarmonicScaling::ExpSigmoid => (
+                dsp::exp_sigmoid(raw_amplitude),
+                dsp::normalize_harmonics(
+                    dsp::exp_sigmoid(raw_distribution),
+                    f0_hz,
+                    self.sample_rate,
+                ),
+            ),
+            HarmonicScaling::Legacy => (
+                sigmoid(raw_amplitude),
+                sigmoid(raw_distribution).div_scalar(k as f64),
+            ),
+            HarmonicScaling::Normalized => {
+                let d = softplus(raw_distribution, 1.0);
+                let total = d.clone().sum_dim(2).clamp_min(1e-7);
+                (softplus(raw_amplitude, 1.0), d / total)
+            }
+            HarmonicScaling::SoftmaxDb => {
+                let a = self.softmax_amp_floor;
+                let p = softmax(raw_distribution.div_scalar(temperature), 2)
+                    .mul_scalar(1.0 - a)
+                    .add_scalar(a / k as f64);
+                let (lo, hi) = self.gain_db;
+                let db = sigmoid(raw_amplitude).mul_scalar(hi - lo).add_scalar(lo);
+                (db.mul_scalar(std::f64::consts::LN_10 / 20.0).exp(), p)
+            }
+        }
     }
 
     /// Render audio `[B, F * hop]` from scaled controls.

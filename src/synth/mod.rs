@@ -2,22 +2,47 @@
 //! `effects.py`): [`Harmonic`], [`FilteredNoise`], [`Reverb`], and [`Synth`], which sums the
 //! harmonic and noise branches and applies the reverb, each part switchable.
 //!
-//! Split as in DDSP: `controls_from_raw` scales raw network outputs, `forward` renders from
-//! scaled controls and is a pure function of them.
+//! Split as in DDSP: [`Synth::get_controls`] scales a decoder's raw outputs ([`RawControls`])
+//! into [`SynthControls`] (each synthesizer owns its scaling, then optional causal smoothing),
+//! and [`Synth::forward`] renders scaled controls as a pure function of them.
 
 mod harmonic;
 mod noise;
 mod reverb;
+mod smoothing;
 
-pub use harmonic::{Harmonic, HarmonicConfig};
-pub use noise::{FilteredNoise, FilteredNoiseConfig};
+pub use harmonic::{Harmonic, HarmonicConfig, HarmonicScaling};
+pub use noise::{FilteredNoise, FilteredNoiseConfig, NoiseScaling};
 pub use reverb::{Reverb, ReverbConfig};
+pub use smoothing::{ControlSmoother, ControlSmoothing, SmoothingConfig, SmoothingTarget};
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
-use crate::config::{AmpResample, ReverbMode};
+/// Reverb effect (`reverb` in the config).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReverbMode {
+    /// No reverb.
+    Off,
+    /// Trainable FIR impulse response of `reverbLength` taps.
+    Fir,
+    /// Exponentially decaying noise with trainable gain and decay.
+    ExpDecay,
+}
+
+/// A decoder's raw, unscaled outputs at frame rate, as [`Synth::get_controls`] takes them.
+#[derive(Clone, Debug)]
+pub struct RawControls {
+    /// Overall harmonic amplitude: `[B, F, 1]`.
+    pub amplitude: Tensor<3>,
+    /// Harmonic distribution: `[B, F, K]`.
+    pub distribution: Tensor<3>,
+    /// Noise: `[B, F, R]`, `R` = [`FilteredNoiseConfig::raw_channels`].
+    pub noise: Tensor<3>,
+}
 
 /// Scaled synthesizer controls at frame rate.
 #[derive(Clone, Debug)]
@@ -43,51 +68,43 @@ pub struct SynthOutput {
     pub noise: Tensor<2>,
 }
 
-/// Configuration of [`Synth`].
+/// Configuration of [`Synth`]: its parts' configurations.
 #[derive(Config, Debug)]
 pub struct SynthConfig {
-    /// Audio sample rate, Hz.
-    pub sample_rate: f64,
-    /// Samples per control frame.
-    pub hop: usize,
-    /// Amplitude upsampling.
-    #[config(default = "AmpResample::Linear")]
-    pub amp_resample: AmpResample,
-    /// Render the filtered-noise branch.
-    #[config(default = true)]
-    pub noise: bool,
-    /// Noise FIR taps (0: full length).
-    #[config(default = 0)]
-    pub noise_window_size: usize,
-    /// Reverb mode (`off` disables it).
-    #[config(default = "ReverbMode::Off")]
-    pub reverb: ReverbMode,
-    /// Reverb length, samples.
-    #[config(default = 48000)]
-    pub reverb_length: usize,
-    /// Seed for the reverb's initialisation and noise.
-    #[config(default = 0)]
-    pub seed: u64,
+    /// The harmonic branch.
+    pub harmonic: HarmonicConfig,
+    /// The noise branch (none: no noise).
+    pub noise: Option<FilteredNoiseConfig>,
+    /// The reverb (none: dry).
+    pub reverb: Option<ReverbConfig>,
+    /// Causal smoothing of the scaled controls.
+    #[config(default = "SmoothingConfig::new()")]
+    pub smoothing: SmoothingConfig,
 }
 
 impl SynthConfig {
+    /// The paper's synthesizer at a sample rate and frame hop: `exp_sigmoid` harmonic controls
+    /// and 65-band filtered noise, linear amplitude upsampling, no reverb.
+    pub fn paper(sample_rate: f64, hop: usize) -> Self {
+        Self::new(HarmonicConfig::new(sample_rate, hop))
+            .with_noise(Some(FilteredNoiseConfig::new(hop)))
+    }
+
+    /// Raw noise values per frame a decoder must provide (0 without a noise branch).
+    pub fn raw_noise_channels(&self) -> usize {
+        self.noise
+            .as_ref()
+            .map(FilteredNoiseConfig::raw_channels)
+            .unwrap_or(0)
+    }
+
     /// Build the synth.
     pub fn init(&self, device: &Device) -> Synth {
         Synth {
-            harmonic: HarmonicConfig::new(self.sample_rate, self.hop)
-                .with_amp_resample(self.amp_resample)
-                .init(device),
-            noise: self.noise.then(|| {
-                FilteredNoiseConfig::new(self.hop)
-                    .with_window_size(self.noise_window_size)
-                    .init(device)
-            }),
-            reverb: (self.reverb != ReverbMode::Off).then(|| {
-                ReverbConfig::new(self.reverb_length)
-                    .with_mode(self.reverb)
-                    .with_seed(self.seed)
-                    .init(device)
-            }),
+            harmonic: self.harmonic.init(device),
+            noise: self.noise.as_ref().map(|n| n.init(device)),
+            reverb: self.reverb.as_ref().map(|r| r.init(device)),
+            smoother: self.smoothing.init(),
         }
     }
 }
@@ -101,9 +118,46 @@ pub struct Synth {
     pub noise: Option<FilteredNoise>,
     /// The reverb, when enabled.
     pub reverb: Option<Reverb>,
+    #[module(skip)]
+    smoother: ControlSmoother,
 }
 
 impl Synth {
+    /// Scale a decoder's raw outputs into controls for `f0_hz: [B, F]` (DDSP's
+    /// `get_controls`): each branch's scaling ([`Harmonic::get_controls`],
+    /// [`FilteredNoise::get_controls`]), then the configured causal smoothing.
+    /// `temperature` is the softmax temperature at this step (softmax-db scaling).
+    pub fn get_controls(
+        &self,
+        raw: RawControls,
+        f0_hz: Tensor<2>,
+        temperature: f64,
+    ) -> SynthControls {
+        let [b, f, _] = raw.amplitude.dims();
+        let (amplitude, distribution) =
+            self.harmonic
+                .get_controls(raw.amplitude, raw.distribution, f0_hz.clone(), temperature);
+        let noise = self.noise.as_ref().map(|n| n.get_controls(raw.noise));
+        let amplitude = self
+            .smoother
+            .apply(amplitude, SmoothingTarget::HarmonicGain);
+        let distribution = self
+            .smoother
+            .apply(distribution, SmoothingTarget::HarmonicDistribution);
+        let noise_magnitudes = noise.map(|n| self.smoother.apply(n, SmoothingTarget::NoiseGain));
+        SynthControls {
+            f0_hz,
+            amplitude: amplitude.reshape([b, f]),
+            distribution,
+            noise_magnitudes,
+        }
+    }
+
+    /// The control smoother.
+    pub fn smoother(&self) -> &ControlSmoother {
+        &self.smoother
+    }
+
     /// Render controls; `seed` selects the noise (use a new one per training step).
     pub fn forward(&self, controls: SynthControls, seed: u64) -> SynthOutput {
         let harmonic =

@@ -1,30 +1,59 @@
-//! Filtered-noise synthesizer.
+//! Filtered-noise synthesizer and the scaling of its raw controls.
 
 use burn::config::Config;
 use burn::module::Module;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::dsp;
+
+/// How raw network outputs become noise band magnitudes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseScaling {
+    /// The paper: `exp_sigmoid(raw + initial_bias)` per band.
+    ExpSigmoid,
+    /// The original tool: a gain `sigmoid(raw_0)`, times `sigmoid(raw_1..)` per band when the
+    /// noise is filtered (`bands > 0`), else white noise times the gain.
+    SigmoidGain,
+}
 
 /// Configuration of [`FilteredNoise`].
 #[derive(Config, Debug)]
 pub struct FilteredNoiseConfig {
     /// Samples per control frame.
     pub hop: usize,
+    /// Filter bands from 0 Hz to Nyquist (`SigmoidGain`: 0 = unfiltered white noise).
+    #[config(default = 65)]
+    pub bands: usize,
+    /// How raw controls are scaled ([`FilteredNoise::get_controls`]).
+    #[config(default = "NoiseScaling::ExpSigmoid")]
+    pub scaling: NoiseScaling,
     /// FIR taps per frame; 0 uses the full `2 (bands - 1)` (DDSP's default rule).
     #[config(default = 0)]
     pub window_size: usize,
-    /// Bias added to raw magnitudes before `exp_sigmoid` in [`FilteredNoise::controls_from_raw`].
+    /// `ExpSigmoid`: bias added to raw magnitudes (DDSP's `initial_bias`; -5 starts the noise
+    /// quiet).
     #[config(default = -5.0)]
     pub initial_bias: f64,
 }
 
 impl FilteredNoiseConfig {
+    /// Raw values per frame the decoder must provide.
+    pub fn raw_channels(&self) -> usize {
+        match self.scaling {
+            NoiseScaling::ExpSigmoid => self.bands,
+            NoiseScaling::SigmoidGain => 1 + self.bands,
+        }
+    }
+
     /// Build the synthesizer (it has no trainable parameters).
     pub fn init(&self, _device: &Device) -> FilteredNoise {
         FilteredNoise {
             hop: self.hop,
             window_size: self.window_size,
+            scaling: self.scaling,
             initial_bias: self.initial_bias,
         }
     }
@@ -41,13 +70,27 @@ pub struct FilteredNoise {
     #[module(skip)]
     window_size: usize,
     #[module(skip)]
+    scaling: NoiseScaling,
+    #[module(skip)]
     initial_bias: f64,
 }
 
 impl FilteredNoise {
-    /// The paper's scaling: `exp_sigmoid(raw + initial_bias)` (bias -5 starts the noise quiet).
-    pub fn controls_from_raw(&self, raw_magnitudes: Tensor<3>) -> Tensor<3> {
-        dsp::exp_sigmoid(raw_magnitudes.add_scalar(self.initial_bias))
+    /// DDSP's `get_controls`: band magnitudes `[B, F, M]` from raw values `[B, F, raw]`
+    /// ([`FilteredNoiseConfig::raw_channels`]), per [`NoiseScaling`].
+    pub fn get_controls(&self, raw: Tensor<3>) -> Tensor<3> {
+        match self.scaling {
+            NoiseScaling::ExpSigmoid => dsp::exp_sigmoid(raw.add_scalar(self.initial_bias)),
+            NoiseScaling::SigmoidGain => {
+                let [b, f, m] = raw.dims();
+                let gain = sigmoid(raw.clone().slice([0..b, 0..f, 0..1]));
+                if m > 1 {
+                    gain * sigmoid(raw.slice([0..b, 0..f, 1..m]))
+                } else {
+                    gain
+                }
+            }
+        }
     }
 
     /// Render `[B, F * hop]` filtered noise from magnitudes `[B, F, M]`.

@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::config::ReverbMode;
+use super::ReverbMode;
 use crate::dsp;
 
 /// Configuration of [`Reverb`].

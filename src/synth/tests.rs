@@ -23,10 +23,11 @@ fn paper_controls_are_exp_sigmoid_and_normalised() {
     let raw_a = rand_vec(6, 5, -3.0, 3.0);
     let raw_d = rand_vec(6 * 20, 6, -3.0, 3.0);
     let f0 = vec![100.0, 500.0, 1000.0, 2000.0, 4000.0, 7000.0];
-    let (amp, dist) = h.controls_from_raw(
+    let (amp, dist) = h.get_controls(
         from_vec(raw_a.clone(), [1, 6, 1], &device),
         from_vec(raw_d, [1, 6, 20], &device),
         from_vec(f0.clone(), [1, 6], &device),
+        1.0,
     );
     let expected = to_vec(exp_sigmoid(from_vec(raw_a, [6], &device)));
     assert_close(
@@ -46,6 +47,131 @@ fn paper_controls_are_exp_sigmoid_and_normalised() {
             }
         }
     }
+}
+
+/// The other scalings, value by value from their formulas.
+#[test]
+fn scalings_follow_their_formulas() {
+    let device = Device::flex();
+    let (f, k) = (5, 4);
+    let raw_a = rand_vec(f, 8, -3.0, 3.0);
+    let raw_d = rand_vec(f * k, 9, -3.0, 3.0);
+    let sig = |x: f32| 1.0 / (1.0 + (-x as f64).exp());
+    let softplus = |x: f32| (1.0 + (x as f64).exp()).ln();
+    for scaling in [
+        HarmonicScaling::Legacy,
+        HarmonicScaling::Normalized,
+        HarmonicScaling::SoftmaxDb,
+    ] {
+        let (floor, t, lo, hi) = (0.1, 0.7, -50.0, 6.0);
+        let h = HarmonicConfig::new(16000.0, 64)
+            .with_scaling(scaling)
+            .with_softmax_amp_floor(floor)
+            .with_softmax_gain_min_db(lo)
+            .with_softmax_gain_max_db(hi)
+            .init(&device);
+        let (amp, dist) = h.get_controls(
+            from_vec(raw_a.clone(), [1, f, 1], &device),
+            from_vec(raw_d.clone(), [1, f, k], &device),
+            Tensor::full([1, f], 440.0, &device),
+            t,
+        );
+        let (amp, dist) = (to_vec(amp), to_vec(dist));
+        for i in 0..f {
+            let row = &raw_d[i * k..(i + 1) * k];
+            let (a, d): (f64, Vec<f64>) = match scaling {
+                HarmonicScaling::Legacy => (
+                    sig(raw_a[i]),
+                    row.iter().map(|&x| sig(x) / k as f64).collect(),
+                ),
+                HarmonicScaling::Normalized => {
+                    let sp: Vec<f64> = row.iter().map(|&x| softplus(x)).collect();
+                    let total: f64 = sp.iter().sum();
+                    (softplus(raw_a[i]), sp.iter().map(|v| v / total).collect())
+                }
+                _ => {
+                    let e: Vec<f64> = row.iter().map(|&x| (x as f64 / t).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    let db = lo + (hi - lo) * sig(raw_a[i]);
+                    (
+                        10f64.powf(db / 20.0),
+                        e.iter()
+                            .map(|v| (1.0 - floor) * v / total + floor / k as f64)
+                            .collect(),
+                    )
+                }
+            };
+            assert!(
+                (amp[i] as f64 - a).abs() < 1e-5 * a.max(1.0),
+                "{scaling:?} amp {i}"
+            );
+            assert_close(
+                &dist[i * k..(i + 1) * k],
+                &d,
+                1e-5,
+                &format!("{scaling:?} dist {i}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn noise_scalings_follow_their_formulas() {
+    let device = Device::flex();
+    let raw = rand_vec(3 * 4, 10, -3.0, 3.0);
+    let sig = |x: f32| 1.0 / (1.0 + (-x as f64).exp());
+    let paper = FilteredNoiseConfig::new(64).with_bands(4).init(&device);
+    let got = to_vec(paper.get_controls(from_vec(raw.clone(), [1, 3, 4], &device)));
+    let expected: Vec<f64> = to_vec(exp_sigmoid(
+        from_vec(raw.clone(), [12], &device).add_scalar(-5.0),
+    ))
+    .into_iter()
+    .map(f64::from)
+    .collect();
+    assert_close(&got, &expected, 1e-6, "exp-sigmoid with bias -5");
+    let gain = FilteredNoiseConfig::new(64)
+        .with_bands(3)
+        .with_scaling(NoiseScaling::SigmoidGain);
+    assert_eq!(gain.raw_channels(), 4);
+    let got = to_vec(
+        gain.init(&device)
+            .get_controls(from_vec(raw.clone(), [1, 3, 4], &device)),
+    );
+    let expected: Vec<f64> = (0..3)
+        .flat_map(|t| (1..4).map(move |b| (t, b)))
+        .map(|(t, b)| sig(raw[t * 4]) * sig(raw[t * 4 + b]))
+        .collect();
+    assert_close(&got, &expected, 1e-6, "sigmoid gain x sigmoid bands");
+}
+
+#[test]
+fn smoothing_kernels_match_their_recurrences() {
+    let device = Device::flex();
+    let x = rand_vec(40, 31, 0.0, 1.0);
+    let t = from_vec(x.clone(), [1, 40, 1], &device);
+    let fir = to_vec(crate::dsp::causal_smooth(t.clone(), &[0.25; 4]));
+    for i in 0..40usize {
+        let expected: f32 = (0..4usize).map(|k| x[i.saturating_sub(k)]).sum::<f32>() / 4.0;
+        assert!((fir[i] - expected).abs() < 1e-5);
+    }
+    // One-pole: y[t] = a y[t-1] + (1 - a) x[t], started from y[-1] = x[0].
+    let smoother = SmoothingConfig::new()
+        .with_mode(ControlSmoothing::Onepole)
+        .with_alpha(0.5)
+        .with_targets(vec![SmoothingTarget::HarmonicGain])
+        .init();
+    let y = to_vec(smoother.apply(t.clone(), SmoothingTarget::HarmonicGain));
+    let mut state = x[0];
+    for i in 0..40 {
+        state = 0.5 * state + 0.5 * x[i];
+        assert!(
+            (y[i] - state).abs() < 2e-3,
+            "frame {i}: {} vs {state}",
+            y[i]
+        );
+    }
+    // Streams that are not targets pass unchanged.
+    assert_eq!(to_vec(smoother.apply(t, SmoothingTarget::NoiseGain)), x);
 }
 
 #[test]
@@ -134,7 +260,7 @@ fn reverb_gradient_matches_finite_differences() {
 fn synth_parts_are_switchable_and_sum() {
     let device = Device::flex();
     let c = controls(&device, 2, 8, 6, 9);
-    let full = SynthConfig::new(16000.0, 32)
+    let full = SynthConfig::paper(16000.0, 32)
         .init(&device)
         .forward(c.clone(), 5);
     let (audio, harmonic, noise) = (
@@ -146,8 +272,8 @@ fn synth_parts_are_switchable_and_sum() {
         assert!((audio[i] - harmonic[i] - noise[i]).abs() < 1e-6);
     }
     assert!(noise.iter().any(|v| v.abs() > 0.0));
-    let dry = SynthConfig::new(16000.0, 32)
-        .with_noise(false)
+    let dry = SynthConfig::paper(16000.0, 32)
+        .with_noise(None)
         .init(&device)
         .forward(c, 5);
     assert!(to_vec(dry.noise).iter().all(|v| *v == 0.0));
@@ -160,10 +286,11 @@ fn synth_agrees_on_flex_and_wgpu() {
         return;
     };
     let run = |device: &Device| {
-        let synth = SynthConfig::new(16000.0, 32)
-            .with_reverb(ReverbMode::ExpDecay)
-            .with_reverb_length(256)
-            .with_amp_resample(crate::config::AmpResample::Window)
+        let harmonic =
+            HarmonicConfig::new(16000.0, 32).with_amp_resample(crate::dsp::AmpResample::Window);
+        let synth = SynthConfig::new(harmonic)
+            .with_noise(Some(FilteredNoiseConfig::new(32)))
+            .with_reverb(Some(ReverbConfig::new(256).with_mode(ReverbMode::ExpDecay)))
             .init(device);
         to_vec(synth.forward(controls(device, 2, 16, 10, 17), 7).audio)
     };

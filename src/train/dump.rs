@@ -18,11 +18,11 @@ pub fn dump_frames(frames: usize) -> Vec<usize> {
 }
 
 /// Write, under `dir`, for batch item 0 (and return the same controls for plotting):
-/// - `step_NNNNNN_control_summary.csv`: per frame f0, harmonic gain, noise gain (mean band
+/// - `step_NNNNNNNN_control_summary.csv`: per frame f0, harmonic gain, noise gain (mean band
 ///   magnitude), harmonic entropy, top-harmonic share, spectral centroid (in harmonics);
-/// - `step_NNNNNN_b0_fF_harmonics.csv`: harmonic amplitudes (`gain * distribution`);
-/// - `step_NNNNNN_b0_fF_wavetable.csv`: one cycle (256 samples) of the additive waveform;
-/// - `step_NNNNNN_b0_fF_noise_filter.csv`: noise band magnitudes with their frequencies.
+/// - `step_NNNNNNNN_b0_fF_harmonics.csv`: harmonic amplitudes (`gain * distribution`);
+/// - `step_NNNNNNNN_b0_fF_wavetable.csv`: one cycle (256 samples) of the additive waveform;
+/// - `step_NNNNNNNN_b0_fF_noise_filter.csv`: noise band magnitudes with their frequencies.
 pub fn dump_controls(
     dir: &Path,
     step: usize,
@@ -37,7 +37,7 @@ pub fn dump_controls(
         Some(n) => (to_vec(n.clone()), n.dims()[2]),
         None => (vec![0.0; f], 1),
     };
-    let prefix = format!("step_{step:06}");
+    let prefix = super::run::step_label(step);
     let mut snapshot = ControlSnapshot {
         step,
         f0_hz: Vec::with_capacity(f),

@@ -63,7 +63,7 @@ impl Evaluator {
         let mut total = 0.0;
         let mut count = 0usize;
         let mut cents = Vec::new();
-        let pitch = crate::features::pitch_config(config);
+        let pitch = config.feature_config().pitch();
         for (batch, spec) in &self.targets {
             let out = render(batch);
             let audio = to_vec(out.audio.clone());

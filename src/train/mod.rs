@@ -12,16 +12,20 @@ mod optim;
 pub mod plots;
 mod profile;
 mod run;
+mod step;
 mod trainer;
 
 pub use dump::dump_controls;
 pub use eval::{VAL_CHUNKS, paper_spectral_loss};
 pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
-pub use profile::PhaseProfiler;
-pub use run::{CheckpointState, RunDir, RunMeta, default_run_name, read_state, unix_now};
+pub use profile::{Phase, PhaseProfiler};
+pub use run::{
+    CheckpointState, RunDir, RunMeta, RunStatus, default_run_name, read_state, step_label, unix_now,
+};
+pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 
-use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -29,13 +33,14 @@ use crate::data::{Batch, Dataset, Split};
 use crate::device::SelectedDevice;
 use crate::dsp::from_vec;
 use crate::error::{Error, Result};
-use crate::loss::{Objective, Schedule, frame_rms};
+use crate::loss::frame_rms;
 use crate::model::DdspModel;
 use crate::synth::SynthControls;
-use trainer::Trainer;
+use trainer::{RunSetup, Trainer};
 
 /// `dry` or `m2`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// No model: fixed controls from the cached features, losses only.
     Dry,
@@ -172,16 +177,6 @@ pub fn dry_controls(batch: &Batch, config: &Config) -> SynthControls {
     }
 }
 
-fn temperature(config: &Config, step: usize) -> f64 {
-    Schedule {
-        start: config.softmax_temp,
-        end: config.softmax_temp_end.unwrap_or(config.softmax_temp),
-        warmup: config.softmax_temp_warmup_steps,
-        ramp: config.softmax_temp_ramp_steps,
-    }
-    .at(step)
-}
-
 fn sha256_file(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| crate::io::sha256_hex(&b))
@@ -230,7 +225,7 @@ pub fn train(
     let ad = device.device.clone().autodiff();
     let plain = device.device.clone();
     let mut model = DdspModel::new(&config, &ad);
-    let mut optimizer: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-7).init();
+    let mut optimizer = adam();
     let mut state = CheckpointState {
         step: 0,
         best_val: None,
@@ -256,21 +251,20 @@ pub fn train(
         model = model.load_weights(&file)?;
     }
 
-    let started = unix_now();
     let meta = RunMeta {
         crate_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: format!("{:?}", options.mode).to_lowercase(),
+        mode: options.mode,
         device: device.description.clone(),
         cache: cache.display().to_string(),
         cache_manifest_sha256: sha256_file(&cache.join(crate::data::MANIFEST)),
-        started_unix: started,
+        started_unix: unix_now(),
         ended_unix: None,
         steps: state.step,
         steps_requested: options.steps,
         best_val_loss: state.best_val,
         best_step: state.best_step,
         skipped_steps: state.skipped_steps,
-        status: "running".into(),
+        status: RunStatus::Running,
     };
     run.write_meta(&meta)?;
     on_event(TrainEvent::Started {
@@ -279,36 +273,20 @@ pub fn train(
         steps: options.steps,
     });
 
-    Trainer::new(
-        &config, options, &data, run, pool, val_pool, &ad, &plain, state, meta,
-    )
-    .run(model, optimizer, on_event)
-}
-
-/// The loss terms the objective reports for this config, in order.
-fn objective_term_names(objective: &Objective, config: &Config) -> Vec<&'static str> {
-    let mut names = Vec::new();
-    if objective.uses_spectral() {
-        names.push("spectral");
-        names.push("logmag");
-    }
-    if config.mse_weight > 0.0 {
-        names.push("mse");
-    }
-    if config.loudness_loss_weight > 0.0 || config.loudness_loss_weight_end.unwrap_or(0.0) > 0.0 {
-        names.push("loudness");
-    }
-    if config.harmonic_entropy_weight > 0.0
-        || config.harmonic_entropy_weight_end.unwrap_or(0.0) > 0.0
-    {
-        names.push("entropy");
-    }
-    if config.harmonic_concentration_weight > 0.0
-        || config.harmonic_concentration_weight_end.unwrap_or(0.0) > 0.0
-    {
-        names.push("concentration");
-    }
-    names
+    let runner = StepRunner::from_parts(&config, model, optimizer, &ad);
+    Trainer::new(RunSetup {
+        config: &config,
+        options,
+        data: &data,
+        run,
+        pool,
+        val_pool,
+        ad,
+        plain,
+        state,
+        meta,
+    })
+    .run(runner, on_event)
 }
 
 #[cfg(test)]

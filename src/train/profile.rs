@@ -1,18 +1,28 @@
-//! `--kernel-dump`: per-phase step timings.
+//! `--kernel-dump`'s per-phase step timings.
 
 use burn::tensor::Device;
 
-/// Per-phase step timings for `--kernel-dump`.
-///
-/// Burn 0.22 exposes neither the compiled kernels' sources nor a per-op profiler, only
-/// device-timed windows; this profiler synchronises the device at each phase boundary and
-/// records wall-clock milliseconds of `data` (batch upload), `forward` (decoder, synth, loss
-/// and its read-back), `backward` (gradients and accumulation) and `optimizer` (gradient norm,
-/// clipping, Adam), one CSV row per step.
+/// The phases of an optimisation step, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Drawing the batch and uploading it.
+    Data,
+    /// Decoder, synth, loss and its read-back.
+    Forward,
+    /// Gradients and their accumulation.
+    Backward,
+    /// Gradient norm, clipping, Adam.
+    Optimizer,
+}
+
+/// Per-phase step timings: the device is synchronised at each phase boundary and the
+/// wall-clock milliseconds of each [`Phase`] are summed over the step's micro-batches, one CSV
+/// row per step. Synchronising costs a little on GPU backends, where work is otherwise
+/// queued; the per-kernel picture is CubeCL's (see [`crate::device::log_kernels`]).
 pub struct PhaseProfiler {
     device: Device,
     last: std::time::Instant,
-    /// Milliseconds per phase of the current step.
+    /// Milliseconds per phase of the current step, in [`Phase`] order.
     pub phases: [f64; 4],
 }
 
@@ -29,11 +39,11 @@ impl PhaseProfiler {
         }
     }
 
-    /// Close the current phase `i` (after a device sync) and start the next.
-    pub fn mark(&mut self, i: usize) {
+    /// Close the current phase (after a device sync) and start the next.
+    pub fn mark(&mut self, phase: Phase) {
         let _ = self.device.sync();
         let now = std::time::Instant::now();
-        self.phases[i] += (now - self.last).as_secs_f64() * 1e3;
+        self.phases[phase as usize] += (now - self.last).as_secs_f64() * 1e3;
         self.last = now;
     }
 

@@ -4,10 +4,57 @@ use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use super::Mode;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::DdspModel;
+
+/// `step_00001200`: how every run file and folder names a step (checkpoints, renders, control
+/// dumps and their plots).
+pub fn step_label(step: usize) -> String {
+    format!("step_{step:08}")
+}
+
+/// How a run stands (`status` in `run_meta.json`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(into = "String", try_from = "String")]
+pub enum RunStatus {
+    /// Training (or killed while training).
+    Running,
+    /// All requested steps done.
+    Finished,
+    /// Early stopping ended it.
+    EarlyStopped,
+    /// It stopped with an error.
+    Failed(String),
+}
+
+impl From<RunStatus> for String {
+    fn from(s: RunStatus) -> String {
+        match s {
+            RunStatus::Running => "running".into(),
+            RunStatus::Finished => "finished".into(),
+            RunStatus::EarlyStopped => "early-stopped".into(),
+            RunStatus::Failed(why) => format!("failed: {why}"),
+        }
+    }
+}
+
+impl TryFrom<String> for RunStatus {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.as_str() {
+            "running" => Ok(RunStatus::Running),
+            "finished" => Ok(RunStatus::Finished),
+            "early-stopped" => Ok(RunStatus::EarlyStopped),
+            other => other
+                .strip_prefix("failed: ")
+                .map(|why| RunStatus::Failed(why.to_string()))
+                .ok_or_else(|| format!("unknown run status `{other}`")),
+        }
+    }
+}
 
 /// What a checkpoint records besides the weights.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -34,7 +81,7 @@ pub struct RunMeta {
     /// `ddsp` version.
     pub crate_version: String,
     /// Training mode.
-    pub mode: String,
+    pub mode: Mode,
     /// Device description.
     pub device: String,
     /// Cache directory.
@@ -56,7 +103,7 @@ pub struct RunMeta {
     /// Steps skipped for non-finite loss or gradients.
     pub skipped_steps: usize,
     /// How the run ended.
-    pub status: String,
+    pub status: RunStatus,
 }
 
 /// Seconds since the Unix epoch.
@@ -116,7 +163,7 @@ impl RunDir {
 
     /// `renders/step_XXXXXXXX`.
     pub fn renders(&self, step: usize) -> PathBuf {
-        self.root.join("renders").join(format!("step_{step:08}"))
+        self.root.join("renders").join(step_label(step))
     }
 
     /// Write `run_meta.json`.

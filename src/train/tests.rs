@@ -326,18 +326,18 @@ fn control_dumps_write_the_original_tools_files() {
     c.dump_controls_every = 2;
     train(&c, cache(), &flex(), &options(&runs, "d", 2), &mut |_| {}).unwrap();
     let dir = runs.join("d/logs/controls");
-    assert!(dir.join("plots/step_000002_controls.png").exists());
+    assert!(dir.join("plots/step_00000002_controls.png").exists());
     assert!(dir.join("plots/steps_compare.png").exists());
     let frames = c.frames_per_chunk();
-    let summary = std::fs::read_to_string(dir.join("step_000002_control_summary.csv")).unwrap();
+    let summary = std::fs::read_to_string(dir.join("step_00000002_control_summary.csv")).unwrap();
     assert!(summary.starts_with("frame,f0_hz,harmonic_gain,noise_gain"));
     assert_eq!(summary.lines().count(), frames + 1);
     for f in dump::dump_frames(frames) {
         for kind in ["harmonics", "wavetable", "noise_filter"] {
-            let p = dir.join(format!("step_000002_b0_f{f}_{kind}.csv"));
+            let p = dir.join(format!("step_00000002_b0_f{f}_{kind}.csv"));
             assert!(p.exists(), "missing {}", p.display());
         }
-        let h = std::fs::read_to_string(dir.join(format!("step_000002_b0_f{f}_harmonics.csv")))
+        let h = std::fs::read_to_string(dir.join(format!("step_00000002_b0_f{f}_harmonics.csv")))
             .unwrap();
         assert_eq!(h.lines().count(), c.harmonics + 1);
         // The wavetable is the additive sum of the dumped harmonic amplitudes.
@@ -346,7 +346,7 @@ fn control_dumps_write_the_original_tools_files() {
             .skip(1)
             .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
             .collect();
-        let w = std::fs::read_to_string(dir.join(format!("step_000002_b0_f{f}_wavetable.csv")))
+        let w = std::fs::read_to_string(dir.join(format!("step_00000002_b0_f{f}_wavetable.csv")))
             .unwrap();
         let row: Vec<f64> = w
             .lines()
@@ -380,4 +380,81 @@ fn phase_profile_has_a_row_per_step() {
         assert!(ms.iter().all(|v| *v >= 0.0) && ms[1] > 0.0, "{l}");
     }
     std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn loss_columns_stay_put_when_a_weight_ramps_to_zero() {
+    let runs = runs_dir("columns");
+    let mut c = config();
+    c.loudness_loss_weight = 0.5;
+    c.loudness_loss_weight_end = Some(0.0);
+    c.loudness_loss_ramp_steps = 2;
+    c.eval_every = 0;
+    train(&c, cache(), &flex(), &options(&runs, "c", 5), &mut |_| {}).unwrap();
+    let text = std::fs::read_to_string(runs.join("c/logs/train.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "step",
+            "lr",
+            "total",
+            "spectral",
+            "logmag",
+            "loudness",
+            "grad_norm"
+        ]
+    );
+    let loudness = header.iter().position(|h| *h == "loudness").unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 5);
+    for row in &rows {
+        assert_eq!(row.len(), header.len(), "{row:?}");
+        let v: f64 = row[loudness].parse().unwrap();
+        assert!(
+            v > 0.0,
+            "the loudness term is still logged after its weight reached 0"
+        );
+    }
+    // Once the loudness weight is 0 the total is the spectral terms alone.
+    let last = rows.last().unwrap();
+    let total: f64 = last[2].parse().unwrap();
+    let spectral: f64 = last[3].parse::<f64>().unwrap() + last[4].parse::<f64>().unwrap();
+    assert!((total - spectral).abs() < 1e-4 * total, "{last:?}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn the_training_seed_is_free_on_any_cache_but_the_split_seed_is_not() {
+    let runs = runs_dir("seed");
+    let mut c = config();
+    c.seed = 2;
+    c.eval_every = 0;
+    train(&c, cache(), &flex(), &options(&runs, "s2", 1), &mut |_| {}).unwrap();
+    let mut other_split = config();
+    other_split.split_seed = 99;
+    let err = train(
+        &other_split,
+        cache(),
+        &flex(),
+        &options(&runs, "x", 1),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("splitSeed: cache 1337, requested 99"), "{err}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn a_config_without_any_loss_weight_at_some_step_is_refused_not_a_panic() {
+    let runs = runs_dir("noweight");
+    let mut c = config();
+    c.spectral_warmup_steps = 2; // spectral terms ramp in from step 2, nothing else weighs
+    let err = train(&c, cache(), &flex(), &options(&runs, "z", 3), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("every loss weight is 0 at step 0"), "{err}");
+    let _ = std::fs::remove_dir_all(&runs);
 }

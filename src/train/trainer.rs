@@ -2,37 +2,45 @@
 //! after each step, as methods of one [`Trainer`] holding the run's fixed parts and bookkeeping.
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use std::path::PathBuf;
 
 use super::eval::{Evaluator, write_renders};
-use super::optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
+use super::optim::learning_rate;
 use super::plots::{self, ControlSnapshot};
 use super::profile::PhaseProfiler;
-use super::run::{CheckpointState, RunDir, RunMeta, unix_now};
+use super::run::{CheckpointState, RunDir, RunMeta, RunStatus, step_label, unix_now};
+use super::step::{StepOutcome, StepRunner, add_mean, forward_batch};
 use super::{
     MAX_CONSECUTIVE_SKIPS, Mode, RunSummary, TrainEvent, TrainOptions, dry_controls, dump_controls,
-    temperature,
 };
-use crate::config::{Config, GradClipMode};
+use crate::config::Config;
 use crate::data::{Batch, BatchSampler, Dataset};
 use crate::dsp::to_vec;
 use crate::error::{Error, Result};
-use crate::loss::{Objective, Spectrograms};
-use crate::model::{DdspModel, synth_config};
+use crate::loss::Objective;
+use crate::model::DdspModel;
 use crate::synth::{Synth, SynthControls, SynthOutput};
 
 /// Columns of `logs/val.csv`.
 const VAL_HEADER: [&str; 3] = ["step", "spectral_paper", "f0_cents_median"];
 
-/// What one optimisation step did.
-enum StepOutcome {
-    /// The weights were updated; mean loss terms (in `loss_names` order) and the gradient norm
-    /// before clipping (NaN in dry mode).
-    Applied { losses: Vec<f32>, grad_norm: f32 },
-    /// A loss or gradient was not finite: the weights are unchanged.
-    Skipped { grad_norm: f32 },
+/// Everything a [`Trainer`] starts from: a run whose directory, state and metadata are ready.
+pub(crate) struct RunSetup<'a> {
+    pub config: &'a Config,
+    pub options: &'a TrainOptions,
+    pub data: &'a Dataset,
+    pub run: RunDir,
+    /// Chunk indices to train on.
+    pub pool: Vec<usize>,
+    /// Chunk indices to validate on.
+    pub val_pool: Vec<usize>,
+    /// The training device (autodiff).
+    pub ad: Device,
+    /// The same device without autodiff, for validation and renders.
+    pub plain: Device,
+    pub state: CheckpointState,
+    pub meta: RunMeta,
 }
 
 /// A run in progress.
@@ -43,16 +51,15 @@ pub(crate) struct Trainer<'a> {
     run: RunDir,
     ad: Device,
     plain: Device,
-    objective: Objective,
+    /// The objective on the plain device (dry mode's losses).
     plain_objective: Objective,
     evaluator: Evaluator,
+    /// The synthesizer alone, for dry mode.
     synth_plain: Synth,
     sampler: BatchSampler,
-    /// Target spectrograms of the fixed batch (`fixedBatch`), computed once.
-    fixed_spec: Option<Spectrograms>,
-    /// `total` and every objective term, the loss columns of `logs/train.csv`.
+    /// `total` and every objective term: the loss columns of `logs/train.csv`.
     loss_names: Vec<&'static str>,
-    profiler: Option<(PhaseProfiler, PathBuf)>,
+    profile_path: Option<PathBuf>,
     snapshots: Vec<ControlSnapshot>,
     state: CheckpointState,
     meta: RunMeta,
@@ -61,21 +68,20 @@ pub(crate) struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    /// Set up the loop for a run whose directory, state and metadata are ready. `pool` and
-    /// `val_pool` are the chunk indices to train and validate on.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        config: &'a Config,
-        options: &'a TrainOptions,
-        data: &'a Dataset,
-        run: RunDir,
-        pool: Vec<usize>,
-        val_pool: Vec<usize>,
-        ad: &Device,
-        plain: &Device,
-        state: CheckpointState,
-        meta: RunMeta,
-    ) -> Self {
+    /// Set up the loop.
+    pub(crate) fn new(setup: RunSetup<'a>) -> Self {
+        let RunSetup {
+            config,
+            options,
+            data,
+            run,
+            pool,
+            val_pool,
+            ad,
+            plain,
+            state,
+            meta,
+        } = setup;
         let mut sampler = BatchSampler::new(
             pool,
             config.batch_size,
@@ -84,34 +90,31 @@ impl<'a> Trainer<'a> {
             config.seed,
         );
         sampler.skip(state.step * config.grad_accum_steps);
-        let objective = Objective::new(config, ad);
+        let plain_objective = config.objective_config().init(&plain);
         let loss_names = std::iter::once("total")
-            .chain(super::objective_term_names(&objective, config))
+            .chain(plain_objective.term_names())
             .collect();
-        let profiler = options.profile.as_ref().map(|p| {
-            let path = if p.as_os_str().is_empty() {
+        let profile_path = options.profile.as_ref().map(|p| {
+            if p.as_os_str().is_empty() {
                 run.root.join("profile.csv")
             } else {
                 p.clone()
-            };
-            (PhaseProfiler::new(ad.clone()), path)
+            }
         });
         Self {
             config,
             options,
             data,
-            ad: ad.clone(),
-            plain: plain.clone(),
-            plain_objective: Objective::new(config, plain),
-            objective,
-            evaluator: Evaluator::new(data, val_pool, config.batch_size, plain),
-            synth_plain: synth_config(config).init(plain),
+            evaluator: Evaluator::new(data, val_pool, config.batch_size, &plain),
+            synth_plain: config.synth_config().init(&plain),
+            plain_objective,
             sampler,
-            fixed_spec: None,
             loss_names,
-            profiler,
+            profile_path,
             snapshots: Vec::new(),
             run,
+            ad,
+            plain,
             state,
             meta,
             first_val: None,
@@ -123,41 +126,46 @@ impl<'a> Trainer<'a> {
     /// (before the step, so step 0 is the baseline) and once at the end.
     pub(crate) fn run(
         mut self,
-        mut model: DdspModel,
-        mut optimizer: ModuleOptimizer,
+        mut runner: StepRunner,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<RunSummary> {
+        if self.profile_path.is_some() {
+            runner = runner.with_profiler(&self.ad);
+        }
         let mut step = self.state.step;
         let mut last_losses = Vec::new();
         while step < self.options.steps {
             if self.config.eval_every > 0
                 && step.is_multiple_of(self.config.eval_every)
-                && self.validate(&model, &optimizer, step, on_event)?
+                && self.validate(&runner, step, on_event)?
             {
                 on_event(TrainEvent::EarlyStopped { step });
-                self.meta.status = "early-stopped".into();
+                self.meta.status = RunStatus::EarlyStopped;
                 break;
             }
             let lr = learning_rate(self.config, step, self.options.steps);
-            let (updated, outcome) = self.step(model, &mut optimizer, step, lr)?;
-            model = updated;
+            let outcome = match self.options.mode {
+                Mode::Dry => self.dry_step(step),
+                Mode::M2 => self.optimise(&mut runner, step, lr)?,
+            };
             match outcome {
                 StepOutcome::Skipped { grad_norm } => self.skipped(step, grad_norm, on_event)?,
                 StepOutcome::Applied { losses, grad_norm } => {
                     self.consecutive_skips = 0;
-                    last_losses = self.log_step(step + 1, lr, &losses, grad_norm, on_event)?;
-                    self.after_step(&model, &optimizer, step + 1, on_event)?;
+                    self.log_step(step + 1, lr, &losses, grad_norm, on_event)?;
+                    last_losses = losses;
+                    self.after_step(&runner, step + 1, on_event)?;
                 }
             }
             step += 1;
             self.meta.steps = step;
             self.sync_meta();
         }
-        if self.config.eval_every > 0 && self.meta.status == "running" {
-            self.validate(&model, &optimizer, step, on_event)?;
+        if self.config.eval_every > 0 && self.meta.status == RunStatus::Running {
+            self.validate(&runner, step, on_event)?;
         }
-        if self.meta.status == "running" {
-            self.meta.status = "finished".into();
+        if self.meta.status == RunStatus::Running {
+            self.meta.status = RunStatus::Finished;
         }
         self.meta.steps = step;
         self.sync_meta();
@@ -182,13 +190,63 @@ impl<'a> Trainer<'a> {
         self.meta.skipped_steps = self.state.skipped_steps;
     }
 
-    /// Render `batch` with `model`, an inference copy (`model.valid()`), or with the dry
+    /// One optimisation step of the model on `gradAccumSteps` batches from the sampler, with
+    /// its profile row when profiling.
+    fn optimise(&mut self, runner: &mut StepRunner, step: usize, lr: f64) -> Result<StepOutcome> {
+        let (data, ad, sampler) = (self.data, &self.ad, &mut self.sampler);
+        let batches = (0..self.config.grad_accum_steps).map(|_| {
+            let ids = sampler.next_batch();
+            let refs: Vec<_> = ids.iter().map(|&i| &data.chunks[i]).collect();
+            Batch::from_chunks(&refs, ad)
+        });
+        let outcome = runner.step(batches, step, lr);
+        if let (StepOutcome::Applied { .. }, Some(path), Some(profile)) =
+            (&outcome, &self.profile_path, runner.profile())
+        {
+            let mut header = vec!["step"];
+            header.extend(PhaseProfiler::NAMES);
+            let mut row = vec![(step + 1).to_string()];
+            row.extend(profile.phases.iter().map(|ms| format!("{ms:.3}")));
+            crate::io::append_csv_row(path, &header, &row)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Dry mode: the losses of the dry controls on `gradAccumSteps` batches; nothing learns.
+    fn dry_step(&mut self, step: usize) -> StepOutcome {
+        let micro_batches = self.config.grad_accum_steps;
+        let mut losses = Vec::new();
+        for micro in 0..micro_batches {
+            let ids = self.sampler.next_batch();
+            let refs: Vec<_> = ids.iter().map(|&i| &self.data.chunks[i]).collect();
+            let batch = Batch::from_chunks(&refs, &self.plain);
+            let seed = self.config.seed
+                ^ ((step * micro_batches + micro) as u64).wrapping_mul(0x9E37_79B9);
+            let controls = dry_controls(&batch, self.config);
+            let distribution = controls.distribution.clone();
+            let out = self.synth_plain.forward(controls, seed);
+            let report = self.plain_objective.evaluate(
+                out.audio,
+                batch.audio,
+                None,
+                Some(distribution),
+                step,
+            );
+            add_mean(&mut losses, &report.values(), micro_batches);
+        }
+        StepOutcome::Applied {
+            losses,
+            grad_norm: f32::NAN,
+        }
+    }
+
+    /// Render `batch` with an inference copy of the model (`model.valid()`), or with the dry
     /// controls in dry mode; the decoder's controls come back in m2 mode.
     fn render(
         &self,
         model: &DdspModel,
         batch: &Batch,
-        step: usize,
+        temperature: f64,
     ) -> (SynthOutput, Option<SynthControls>) {
         let seed = self.config.seed;
         match self.options.mode {
@@ -198,7 +256,7 @@ impl<'a> Trainer<'a> {
                 None,
             ),
             Mode::M2 => {
-                let out = model.forward_batch(batch, temperature(self.config, step), seed);
+                let out = forward_batch(model, batch, temperature, seed);
                 (out.audio, Some(out.controls))
             }
         }
@@ -208,16 +266,17 @@ impl<'a> Trainer<'a> {
     /// should end the run.
     fn validate(
         &mut self,
-        model: &DdspModel,
-        optimizer: &ModuleOptimizer,
+        runner: &StepRunner,
         step: usize,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<bool> {
         // One inference copy of the model for all validation batches.
-        let inference = model.valid();
-        let (v, cents) = self
-            .evaluator
-            .evaluate(&|b: &Batch| self.render(&inference, b, step).0, self.config);
+        let inference = runner.model().valid();
+        let temperature = runner.temperature(step);
+        let (v, cents) = self.evaluator.evaluate(
+            &|b: &Batch| self.render(&inference, b, temperature).0,
+            self.config,
+        );
         self.first_val.get_or_insert(v);
         let improved = self
             .state
@@ -229,9 +288,12 @@ impl<'a> Trainer<'a> {
             self.state.evals_without_improvement = 0;
             self.state.step = step;
             if self.options.mode == Mode::M2 {
-                let p = self
-                    .run
-                    .save_checkpoint("best", model, Some(optimizer), &self.state)?;
+                let p = self.run.save_checkpoint(
+                    "best",
+                    runner.model(),
+                    Some(runner.optimizer()),
+                    &self.state,
+                )?;
                 on_event(TrainEvent::Checkpoint { path: p });
             }
         } else if step > 0 {
@@ -252,125 +314,6 @@ impl<'a> Trainer<'a> {
             && self.state.evals_without_improvement >= self.config.early_stop_patience)
     }
 
-    /// One optimisation step (`gradAccumSteps` micro-batches, clipping, Adam), or in dry mode
-    /// the losses of one batch. Non-finite values leave the weights untouched.
-    fn step(
-        &mut self,
-        mut model: DdspModel,
-        optimizer: &mut ModuleOptimizer,
-        step: usize,
-        lr: f64,
-    ) -> Result<(DdspModel, StepOutcome)> {
-        let (config, data) = (self.config, self.data);
-        let accum = config.grad_accum_steps;
-        if let Some((p, _)) = self.profiler.as_mut() {
-            p.start();
-        }
-        let mut accumulator = GradientsAccumulator::new();
-        let mut sums = vec![0.0f32; self.loss_names.len()];
-        for micro in 0..accum {
-            let ids = self.sampler.next_batch();
-            let refs: Vec<_> = ids.iter().map(|&i| &data.chunks[i]).collect();
-            let noise_seed =
-                config.seed ^ ((step * accum + micro) as u64).wrapping_mul(0x9E37_79B9);
-            if self.options.mode == Mode::Dry {
-                let batch = Batch::from_chunks(&refs, &self.plain);
-                let controls = dry_controls(&batch, config);
-                let distribution = controls.distribution.clone();
-                let out = self.synth_plain.forward(controls, noise_seed);
-                let report = self.plain_objective.evaluate(
-                    out.audio,
-                    batch.audio,
-                    None,
-                    Some(distribution),
-                    step,
-                );
-                for (s, (_, v)) in sums.iter_mut().zip(report.values()) {
-                    *s += v / accum as f32;
-                }
-                continue;
-            }
-            let batch = Batch::from_chunks(&refs, &self.ad);
-            self.mark(0);
-            if config.fixed_batch && self.fixed_spec.is_none() && self.objective.uses_spectral() {
-                self.fixed_spec = Some(
-                    self.objective
-                        .spectral
-                        .target_spectrograms(batch.audio.clone()),
-                );
-            }
-            let out = model.forward_batch(&batch, temperature(config, step), noise_seed);
-            let report = self.objective.evaluate(
-                out.audio.audio,
-                batch.audio.clone(),
-                self.fixed_spec.as_ref(),
-                Some(out.controls.distribution),
-                step,
-            );
-            let values = report.values();
-            self.mark(1);
-            if values.iter().any(|(_, v)| !v.is_finite()) {
-                return Ok((
-                    model,
-                    StepOutcome::Skipped {
-                        grad_norm: f32::NAN,
-                    },
-                ));
-            }
-            for (s, (_, v)) in sums.iter_mut().zip(&values) {
-                *s += v / accum as f32;
-            }
-            let loss = report.total.div_scalar(accum as f64);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            accumulator.accumulate(&model, grads);
-            self.mark(2);
-        }
-        if self.options.mode == Mode::Dry {
-            let outcome = StepOutcome::Applied {
-                losses: sums,
-                grad_norm: f32::NAN,
-            };
-            return Ok((model, outcome));
-        }
-        let mut grads = accumulator.grads();
-        let grad_norm = global_norm(&model, &grads)
-            .map(|n| to_vec(n)[0])
-            .unwrap_or(0.0);
-        if !grad_norm.is_finite() {
-            return Ok((model, StepOutcome::Skipped { grad_norm }));
-        }
-        if config.grad_clip > 0.0 {
-            match config.grad_clip_mode {
-                GradClipMode::Global if grad_norm as f64 > config.grad_clip => {
-                    scale_gradients(&model, &mut grads, config.grad_clip / grad_norm as f64)
-                }
-                GradClipMode::Element => clamp_gradients(&model, &mut grads, config.grad_clip),
-                _ => {}
-            }
-        }
-        model = optimizer.step(lr, model, grads);
-        if let Some((p, path)) = self.profiler.as_mut() {
-            p.mark(3);
-            let mut header = vec!["step"];
-            header.extend(PhaseProfiler::NAMES);
-            let mut row = vec![(step + 1).to_string()];
-            row.extend(p.phases.iter().map(|ms| format!("{ms:.3}")));
-            crate::io::append_csv_row(path, &header, &row)?;
-        }
-        let outcome = StepOutcome::Applied {
-            losses: sums,
-            grad_norm,
-        };
-        Ok((model, outcome))
-    }
-
-    /// Close profiler phase `i`, when profiling.
-    fn mark(&mut self, i: usize) {
-        if let Some((p, _)) = self.profiler.as_mut() {
-            p.mark(i);
-        }
-    }
-
     /// Count a skipped step; too many in a row end the run with an error.
     fn skipped(
         &mut self,
@@ -385,7 +328,7 @@ impl<'a> Trainer<'a> {
         if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS {
             return Ok(());
         }
-        self.meta.status = "failed: repeated non-finite steps".into();
+        self.meta.status = RunStatus::Failed("repeated non-finite steps".into());
         self.meta.skipped_steps = self.state.skipped_steps;
         self.meta.ended_unix = Some(unix_now());
         self.run.write_meta(&self.meta)?;
@@ -396,43 +339,40 @@ impl<'a> Trainer<'a> {
         )))
     }
 
-    /// Append a finished step to `logs/train.csv` and report it; returns the named losses.
+    /// Append a finished step to `logs/train.csv`, its losses matched to the columns by name,
+    /// and report it.
     fn log_step(
         &mut self,
         step: usize,
         lr: f64,
-        losses: &[f32],
+        losses: &[(&'static str, f32)],
         grad_norm: f32,
         on_event: &mut dyn FnMut(TrainEvent),
-    ) -> Result<Vec<(&'static str, f32)>> {
+    ) -> Result<()> {
         let mut header: Vec<&str> = vec!["step", "lr"];
         header.extend(self.loss_names.iter().copied());
         header.push("grad_norm");
         let mut row = vec![step.to_string(), format!("{lr:.6e}")];
-        row.extend(losses.iter().map(|v| format!("{v:.6}")));
+        row.extend(self.loss_names.iter().map(|name| {
+            let value = losses.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+            value.map(|v| format!("{v:.6}")).unwrap_or_default()
+        }));
         row.push(format!("{grad_norm:.6}"));
         self.run.append_csv("train", &header, &row)?;
-        let named: Vec<_> = self
-            .loss_names
-            .iter()
-            .copied()
-            .zip(losses.iter().copied())
-            .collect();
         on_event(TrainEvent::Step {
             step,
-            losses: named.clone(),
+            losses: losses.to_vec(),
             lr,
         });
         self.state.step = step;
-        Ok(named)
+        Ok(())
     }
 
     /// After `step` steps: checkpoints (`checkpointEvery` and the last step), renders and
     /// control dumps, from one validation forward pass.
     fn after_step(
         &mut self,
-        model: &DdspModel,
-        optimizer: &ModuleOptimizer,
+        runner: &StepRunner,
         step: usize,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<()> {
@@ -440,12 +380,12 @@ impl<'a> Trainer<'a> {
         let m2 = self.options.mode == Mode::M2;
         let last = step == self.options.steps;
         if m2 && (step.is_multiple_of(config.checkpoint_every) || last) {
-            let name = format!("step_{step:08}");
+            let (model, optimizer) = (runner.model(), Some(runner.optimizer()));
             self.run
-                .save_checkpoint(&name, model, Some(optimizer), &self.state)?;
+                .save_checkpoint(&step_label(step), model, optimizer, &self.state)?;
             let p = self
                 .run
-                .save_checkpoint("latest", model, Some(optimizer), &self.state)?;
+                .save_checkpoint("latest", model, optimizer, &self.state)?;
             on_event(TrainEvent::Checkpoint { path: p });
             let logs = self.run.root.join("logs");
             plots::plot_losses(&logs, &logs.join("loss_curves.png"))?;
@@ -458,7 +398,8 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let batch = &self.evaluator.targets[0].0;
-        let (audio, controls) = self.render(&model.valid(), batch, step);
+        let (audio, controls) =
+            self.render(&runner.model().valid(), batch, runner.temperature(step));
         if render_now {
             let dir = self.run.renders(step);
             write_renders(&dir, batch, &audio, config.sample_rate.round() as u32, 2)?;
@@ -475,7 +416,7 @@ impl<'a> Trainer<'a> {
             let plots_dir = dir.join("plots");
             plots::plot_controls(
                 &snapshot,
-                &plots_dir.join(format!("step_{step:06}_controls.png")),
+                &plots_dir.join(format!("{}_controls.png", step_label(step))),
             )?;
             self.snapshots.push(snapshot);
             plots::plot_controls_compare(&self.snapshots, &plots_dir.join("steps_compare.png"))?;

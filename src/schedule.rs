@@ -1,4 +1,4 @@
-//! Step-dependent weights: hold, then a linear ramp.
+//! Step-dependent values (loss weights, the softmax temperature): hold, then a linear ramp.
 
 /// A value that stays at `start` for `warmup` steps, then moves linearly to `end` over `ramp`
 /// steps and stays there. The original tool's `*Weight`, `*WeightEnd`, `*WarmupSteps`,
@@ -24,6 +24,28 @@ impl Schedule {
             warmup: 0,
             ramp: 0,
         }
+    }
+
+    /// `start` held for `warmup` steps, then a ramp of `ramp` steps to `end` (`start` when
+    /// `end` is unset).
+    pub fn new(start: f64, end: Option<f64>, warmup: usize, ramp: usize) -> Self {
+        Self {
+            start,
+            end: end.unwrap_or(start),
+            warmup,
+            ramp,
+        }
+    }
+
+    /// Whether the value is non-zero at some step.
+    pub fn ever_nonzero(&self) -> bool {
+        self.start != 0.0 || self.end != 0.0
+    }
+
+    /// The steps where the value can change slope: 0, the end of the warmup and the end of the
+    /// ramp. Between them it is linear, so extremes over all steps lie on these.
+    pub fn breakpoints(&self) -> [usize; 3] {
+        [0, self.warmup, self.warmup + self.ramp]
     }
 
     /// The value at `step` (0-based).

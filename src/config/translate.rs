@@ -1,0 +1,151 @@
+//! The flat [`Config`] translated into the module configs, side by side: features, synth,
+//! decoder, objective and the softmax temperature. Nothing else reads the flat config's model
+//! options.
+
+use super::{Config, DecoderBackbone, HarmonicHeadMode, ReverbMode};
+use crate::decoder::{
+    BackboneConfig, DecoderConfig, MlpConfig, RnnFcConfig, TransformerConfig, input_features,
+};
+use crate::features::FeatureConfig;
+use crate::loss::{ObjectiveConfig, SpectralLossConfig};
+use crate::schedule::Schedule;
+use crate::synth::{
+    FilteredNoiseConfig, HarmonicConfig, NoiseScaling, ReverbConfig, SmoothingConfig, SynthConfig,
+};
+
+impl Config {
+    /// The feature extractor's settings (also what validation re-tracks renders with).
+    pub fn feature_config(&self) -> FeatureConfig {
+        FeatureConfig {
+            sample_rate: self.sample_rate,
+            frame_size: self.frame_size,
+            frame_hop: self.frame_hop,
+            min_f0: self.min_f0,
+            max_f0: self.max_f0,
+            voiced_threshold: self.voiced_threshold,
+        }
+    }
+
+    /// The synthesizer: harmonic scaling per `harmonicHeadMode`; the paper's `noiseBands`
+    /// exp-sigmoid noise with the `exp-sigmoid` mode, else the original tool's sigmoid gain,
+    /// filtered by `noiseFilterSize` bands when `noiseFilter` is on; the reverb; smoothing.
+    pub fn synth_config(&self) -> SynthConfig {
+        let harmonic = HarmonicConfig::new(self.sample_rate, self.frame_hop)
+            .with_amp_resample(self.amp_resample)
+            .with_scaling(self.harmonic_head_mode)
+            .with_softmax_amp_floor(self.softmax_amp_floor)
+            .with_softmax_gain_min_db(self.softmax_gain_min_db)
+            .with_softmax_gain_max_db(self.softmax_gain_max_db);
+        let noise = match self.harmonic_head_mode {
+            HarmonicHeadMode::ExpSigmoid => FilteredNoiseConfig::new(self.frame_hop)
+                .with_bands(self.noise_bands)
+                .with_scaling(NoiseScaling::ExpSigmoid),
+            _ => FilteredNoiseConfig::new(self.frame_hop)
+                .with_bands(if self.noise_filter {
+                    self.noise_filter_size
+                } else {
+                    0
+                })
+                .with_scaling(NoiseScaling::SigmoidGain),
+        };
+        let reverb = (self.reverb != ReverbMode::Off).then(|| {
+            ReverbConfig::new(self.reverb_length)
+                .with_mode(self.reverb)
+                .with_seed(self.seed)
+        });
+        let smoothing = SmoothingConfig::new()
+            .with_mode(self.control_smoothing)
+            .with_alpha(self.control_smoothing_alpha)
+            .with_fir_size(self.control_smoothing_fir_size)
+            .with_targets(self.control_smoothing_targets.clone());
+        SynthConfig::new(harmonic)
+            .with_noise(Some(noise))
+            .with_reverb(reverb)
+            .with_smoothing(smoothing)
+    }
+
+    /// The decoder: the chosen backbone over the (3 or 5) input features, heads sized for
+    /// [`Config::synth_config`]. The GRU decoder's stacks use `rnnChannels` as their width
+    /// (the paper's `ch = rnn_channels = 512`).
+    pub fn decoder_config(&self) -> DecoderConfig {
+        let d_in = input_features(self.delta_features);
+        let backbone = match self.decoder_backbone {
+            DecoderBackbone::Mlp => BackboneConfig::Mlp(
+                MlpConfig::new(d_in, self.model_hidden).with_layers(self.model_layers),
+            ),
+            DecoderBackbone::Gru => BackboneConfig::Gru(RnnFcConfig::new(
+                d_in,
+                self.rnn_channels,
+                self.rnn_channels,
+                self.layers_per_stack,
+            )),
+            DecoderBackbone::Transformer => BackboneConfig::Transformer(TransformerConfig::new(
+                d_in,
+                self.transformer_d_model,
+                self.transformer_layers,
+                self.transformer_heads,
+                self.transformer_ff_multiplier,
+                self.transformer_causal,
+                self.transformer_positional_encoding,
+            )),
+        };
+        DecoderConfig::with_heads(
+            backbone,
+            self.delta_features,
+            self.harmonics,
+            self.synth_config().raw_noise_channels(),
+        )
+    }
+
+    /// The training objective: each term's definition and weight schedule. The spectral
+    /// weights ramp in from 0 after `spectralWarmupSteps` over `spectralRampSteps`.
+    pub fn objective_config(&self) -> ObjectiveConfig {
+        let spectral_ramp = |weight: f64| Schedule {
+            start: 0.0,
+            end: weight,
+            warmup: self.spectral_warmup_steps,
+            ramp: self.spectral_ramp_steps,
+        };
+        ObjectiveConfig {
+            spectral: SpectralLossConfig::new(self.spectral_windows.clone())
+                .with_hop_divisor(self.spectral_hop_divisor)
+                .with_mode(self.spectral_loss_mode)
+                .with_log_epsilon(self.spectral_log_epsilon),
+            spectral_weight: spectral_ramp(self.spectral_weight),
+            logmag_weight: spectral_ramp(self.spectral_logmag_weight),
+            mse_weight: Schedule::constant(self.mse_weight),
+            loudness_weight: Schedule::new(
+                self.loudness_loss_weight,
+                self.loudness_loss_weight_end,
+                self.loudness_loss_warmup_steps,
+                self.loudness_loss_ramp_steps,
+            ),
+            loudness_mode: self.loudness_loss_mode,
+            entropy_weight: Schedule::new(
+                self.harmonic_entropy_weight,
+                self.harmonic_entropy_weight_end,
+                self.harmonic_entropy_warmup_steps,
+                self.harmonic_entropy_ramp_steps,
+            ),
+            concentration_weight: Schedule::new(
+                self.harmonic_concentration_weight,
+                self.harmonic_concentration_weight_end,
+                self.harmonic_concentration_warmup_steps,
+                self.harmonic_concentration_ramp_steps,
+            ),
+            sample_rate: self.sample_rate,
+            frame_size: self.frame_size,
+            frame_hop: self.frame_hop,
+        }
+    }
+
+    /// The softmax temperature over the steps (softmax-db scaling).
+    pub fn temperature(&self) -> Schedule {
+        Schedule::new(
+            self.softmax_temp,
+            self.softmax_temp_end,
+            self.softmax_temp_warmup_steps,
+            self.softmax_temp_ramp_steps,
+        )
+    }
+}

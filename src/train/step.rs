@@ -1,0 +1,258 @@
+//! One optimisation step, as a pipeline whose parts read on their own: forward and losses per
+//! micro-batch, backward into an accumulator, gradient norm and clipping, Adam.
+
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+
+use super::optim::{clamp_gradients, global_norm, scale_gradients};
+use super::profile::{Phase, PhaseProfiler};
+use crate::config::{Config, GradClipMode};
+use crate::data::Batch;
+use crate::dsp::to_vec;
+use crate::loss::{LossReport, Objective, Spectrograms};
+use crate::model::{DdspModel, ModelOutput};
+use crate::schedule::Schedule;
+
+/// What one optimisation step did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The weights were updated.
+    Applied {
+        /// `("total", v)` and every objective term, averaged over the micro-batches.
+        losses: Vec<(&'static str, f32)>,
+        /// Norm of all gradients together before clipping (NaN when there was no backward
+        /// pass, as in dry mode).
+        grad_norm: f32,
+    },
+    /// A loss or gradient was not finite: the weights are unchanged.
+    Skipped {
+        /// The gradient norm (NaN when the loss already was).
+        grad_norm: f32,
+    },
+}
+
+/// Forward a batch through a model (`temperature`: the softmax temperature at the step).
+pub fn forward_batch(model: &DdspModel, batch: &Batch, temperature: f64, seed: u64) -> ModelOutput {
+    model.forward(
+        batch.f0_hz.clone(),
+        batch.loudness_db.clone(),
+        batch.voiced_prob.clone(),
+        temperature,
+        seed,
+    )
+}
+
+/// Gradient clipping: off (threshold 0), by the global norm (the paper) or per element (the
+/// original tool).
+#[derive(Clone, Copy, Debug)]
+struct Clip {
+    mode: GradClipMode,
+    threshold: f64,
+}
+
+/// The model and optimiser of a run and everything one step needs: the objective, the
+/// temperature schedule, clipping and the noise seed. [`StepRunner::step`] runs one step.
+pub struct StepRunner {
+    /// `None` only while Adam consumes and returns the model inside a step.
+    model: Option<DdspModel>,
+    optimizer: ModuleOptimizer,
+    objective: Objective,
+    temperature: Schedule,
+    clip: Clip,
+    seed: u64,
+    /// Keep the first batch's target spectrograms (`fixedBatch`: the same batch every step).
+    fixed_batch: bool,
+    fixed_targets: Option<Spectrograms>,
+    profiler: Option<PhaseProfiler>,
+}
+
+impl StepRunner {
+    /// A fresh model ([`DdspModel::new`]) and Adam on an autodiff `device`.
+    pub fn new(config: &Config, device: &Device) -> Self {
+        Self::from_parts(config, DdspModel::new(config, device), adam(), device)
+    }
+
+    /// Continue with a given model and optimiser state.
+    pub fn from_parts(
+        config: &Config,
+        model: DdspModel,
+        optimizer: ModuleOptimizer,
+        device: &Device,
+    ) -> Self {
+        Self {
+            model: Some(model),
+            optimizer,
+            objective: config.objective_config().init(device),
+            temperature: config.temperature(),
+            clip: Clip {
+                mode: config.grad_clip_mode,
+                threshold: config.grad_clip,
+            },
+            seed: config.seed,
+            fixed_batch: config.fixed_batch,
+            fixed_targets: None,
+            profiler: None,
+        }
+    }
+
+    /// Time the phases of every step ([`PhaseProfiler`]), synchronising `device`.
+    pub fn with_profiler(mut self, device: &Device) -> Self {
+        self.profiler = Some(PhaseProfiler::new(device.clone()));
+        self
+    }
+
+    /// The phase timings of the last step, when profiling.
+    pub fn profile(&self) -> Option<&PhaseProfiler> {
+        self.profiler.as_ref()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &DdspModel {
+        self.model
+            .as_ref()
+            .expect("the model is only taken inside a step")
+    }
+
+    /// The optimiser.
+    pub fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optimizer
+    }
+
+    /// The objective.
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    /// The softmax temperature at `step`.
+    pub fn temperature(&self, step: usize) -> f64 {
+        self.temperature.at(step)
+    }
+
+    /// One optimisation step number `step` (0-based) at learning rate `lr` on `batches`, the
+    /// micro-batches whose gradients are averaged (`gradAccumSteps` of them; drawn lazily, so
+    /// a step skipped for a non-finite loss draws no further batch). Non-finite values leave
+    /// the weights untouched.
+    pub fn step<I>(&mut self, batches: I, step: usize, lr: f64) -> StepOutcome
+    where
+        I: IntoIterator<Item = Batch>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let batches = batches.into_iter();
+        let micro_batches = batches.len();
+        self.start();
+        let mut accumulator = GradientsAccumulator::new();
+        let mut sums: Vec<(&'static str, f32)> = Vec::new();
+        for (micro, batch) in batches.enumerate() {
+            self.mark(Phase::Data);
+            let seed =
+                self.seed ^ ((step * micro_batches + micro) as u64).wrapping_mul(0x9E37_79B9);
+            let report = self.losses(&batch, step, seed);
+            let values = report.values();
+            self.mark(Phase::Forward);
+            if values.iter().any(|(_, v)| !v.is_finite()) {
+                return StepOutcome::Skipped {
+                    grad_norm: f32::NAN,
+                };
+            }
+            add_mean(&mut sums, &values, micro_batches);
+            let loss = report.total.div_scalar(micro_batches as f64);
+            let grads = GradientsParams::from_grads(loss.backward(), self.model());
+            accumulator.accumulate(self.model(), grads);
+            self.mark(Phase::Backward);
+        }
+        let outcome = self.apply(accumulator, lr, sums);
+        self.mark(Phase::Optimizer);
+        outcome
+    }
+
+    /// Forward one micro-batch and evaluate the objective on it.
+    fn losses(&mut self, batch: &Batch, step: usize, seed: u64) -> LossReport {
+        if self.fixed_batch && self.fixed_targets.is_none() && self.objective.uses_spectral() {
+            self.fixed_targets = Some(
+                self.objective
+                    .spectral
+                    .target_spectrograms(batch.audio.clone()),
+            );
+        }
+        let out = forward_batch(self.model(), batch, self.temperature(step), seed);
+        self.objective.evaluate(
+            out.audio.audio,
+            batch.audio.clone(),
+            self.fixed_targets.as_ref(),
+            Some(out.controls.distribution),
+            step,
+        )
+    }
+
+    /// Norm, clipping and Adam on the accumulated gradients.
+    fn apply(
+        &mut self,
+        mut accumulator: GradientsAccumulator<DdspModel>,
+        lr: f64,
+        losses: Vec<(&'static str, f32)>,
+    ) -> StepOutcome {
+        let model = self
+            .model
+            .take()
+            .expect("the model is only taken inside a step");
+        let mut grads = accumulator.grads();
+        let grad_norm = global_norm(&model, &grads)
+            .map(|n| to_vec(n)[0])
+            .unwrap_or(0.0);
+        if !grad_norm.is_finite() {
+            self.model = Some(model);
+            return StepOutcome::Skipped { grad_norm };
+        }
+        let Clip { mode, threshold } = self.clip;
+        if threshold > 0.0 {
+            match mode {
+                GradClipMode::Global if grad_norm as f64 > threshold => {
+                    scale_gradients(&model, &mut grads, threshold / grad_norm as f64)
+                }
+                GradClipMode::Element => clamp_gradients(&model, &mut grads, threshold),
+                GradClipMode::Global => {}
+            }
+        }
+        self.model = Some(self.optimizer.step(lr, model, grads));
+        StepOutcome::Applied { losses, grad_norm }
+    }
+
+    fn start(&mut self) {
+        if let Some(p) = self.profiler.as_mut() {
+            p.start();
+        }
+    }
+
+    fn mark(&mut self, phase: Phase) {
+        if let Some(p) = self.profiler.as_mut() {
+            p.mark(phase);
+        }
+    }
+
+    /// The model and optimiser, to save or keep.
+    pub fn into_parts(self) -> (DdspModel, ModuleOptimizer) {
+        (
+            self.model.expect("the model is only taken inside a step"),
+            self.optimizer,
+        )
+    }
+}
+
+/// Adam as the paper uses it (TensorFlow's epsilon 1e-7).
+pub fn adam() -> ModuleOptimizer {
+    AdamConfig::new().with_epsilon(1e-7).init()
+}
+
+/// Add `values / n` to the running sums, matched by name (the first call fixes the names).
+pub(crate) fn add_mean(
+    sums: &mut Vec<(&'static str, f32)>,
+    values: &[(&'static str, f32)],
+    n: usize,
+) {
+    for &(name, v) in values {
+        match sums.iter_mut().find(|(s, _)| *s == name) {
+            Some((_, s)) => *s += v / n as f32,
+            None => sums.push((name, v / n as f32)),
+        }
+    }
+}
