@@ -10,9 +10,10 @@
 //! [`error`], [`io`], [`schedule`], [`device`] — foundations; [`dsp`] — pure differentiable
 //! DSP functions; [`features`] — plain-Rust audio features; [`synth`] — synthesizers and
 //! effects as Burn modules, with the scaling of their raw controls; [`loss`] — training
-//! objectives; [`decoder`] — features to raw controls; [`config`] — the one serde config,
-//! translated into those modules' configs; [`data`] — the feature cache and batches;
-//! [`model`] — decoder + synth; [`train`] — the training loop.
+//! objectives; [`decoder`] — features to raw controls; [`metrics`] — magenta's resynthesis
+//! metrics; [`config`] — the one serde config, translated into those modules' configs;
+//! [`data`] — the feature cache and batches; [`model`] — decoder + synth; [`train`] — the
+//! training loop.
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod features;
 pub mod io;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod schedule;
 pub mod synth;

@@ -6,9 +6,9 @@ use burn::tensor::{Device, Tensor};
 use std::path::Path;
 
 use crate::config::Config;
-use crate::decoder::Decoder;
+use crate::decoder::{Decoder, DecoderState};
 use crate::error::{Error, Result};
-use crate::synth::{Synth, SynthControls, SynthOutput};
+use crate::synth::{Synth, SynthControls, SynthOutput, SynthState};
 
 /// Decoder and synthesizer.
 #[derive(Module, Debug)]
@@ -26,6 +26,27 @@ pub struct ModelOutput {
     pub controls: SynthControls,
     /// The rendered audio.
     pub audio: SynthOutput,
+}
+
+/// What a [`DdspModel`] carries from one piece of frames to the next
+/// ([`DdspModel::forward_continued`]).
+#[derive(Clone, Debug)]
+pub struct ModelState {
+    /// The decoder's state (GRU hidden state, transformer window, previous frame).
+    pub decoder: DecoderState,
+    /// The synthesizer's state (oscillator phase, pending frame, noise and reverb tails,
+    /// smoothing history).
+    pub synth: SynthState,
+}
+
+impl ModelState {
+    /// A fresh state; `seed` picks the noise, as in [`DdspModel::forward`].
+    pub fn new(seed: u64) -> Self {
+        Self {
+            decoder: DecoderState::default(),
+            synth: SynthState::new(seed),
+        }
+    }
 }
 
 impl DdspModel {
@@ -62,6 +83,33 @@ impl DdspModel {
         let controls = self.synth.get_controls(raw, f0_hz, temperature);
         let audio = self.synth.forward(controls.clone(), seed);
         ModelOutput { controls, audio }
+    }
+
+    /// [`Self::forward`] for the next piece of a longer signal: the controls of the piece's
+    /// frames and the audio complete so far (it lags the frames by a hop and the noise
+    /// filter's half length, see [`SynthState`]); [`Self::finish`] returns the rest. The pieces'
+    /// audio, concatenated, is the audio of one [`Self::forward`] on all the frames.
+    pub fn forward_continued(
+        &self,
+        f0_hz: Tensor<2>,
+        loudness_db: Tensor<2>,
+        voicing: Tensor<2>,
+        temperature: f64,
+        state: &mut ModelState,
+    ) -> ModelOutput {
+        let raw =
+            self.decoder
+                .forward_continued(f0_hz.clone(), loudness_db, voicing, &mut state.decoder);
+        let controls = self
+            .synth
+            .get_controls_continued(raw, f0_hz, temperature, &mut state.synth);
+        let audio = self.synth.render(controls.clone(), &mut state.synth);
+        ModelOutput { controls, audio }
+    }
+
+    /// The audio left after the last piece.
+    pub fn finish(&self, state: &mut ModelState) -> SynthOutput {
+        self.synth.finish(&mut state.synth)
     }
 
     /// Save the weights as safetensors (loadable from Python), with the backbone and reverb
@@ -309,5 +357,49 @@ mod tests {
             .to_string();
         assert!(err.contains("mlp.safetensors"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rendering_in_pieces_equals_one_pass() {
+        let device = Device::flex();
+        let mut config = tiny("gru");
+        config.harmonic_head_mode = crate::config::HarmonicHeadMode::ExpSigmoid;
+        config.noise_bands = 33;
+        config.frame_hop = 64;
+        config.reverb = crate::config::ReverbMode::Fir;
+        config.reverb_length = 3000;
+        config.control_smoothing = crate::config::ControlSmoothing::Fir;
+        config.delta_features = true;
+        let model = DdspModel::new(&config, &device);
+        // Give the reverb an audible response (it starts near silent).
+        let f = 250; // 1 s
+        let x = |seed: u64, lo: f32, hi: f32| {
+            crate::dsp::from_vec(crate::testing::rand_vec(f, seed, lo, hi), [1, f], &device)
+        };
+        let (f0, ld, uv) = (x(1, 100.0, 800.0), x(2, -60.0, -5.0), x(3, 0.0, 1.0));
+        let whole = model
+            .forward(f0.clone(), ld.clone(), uv.clone(), 1.0, 5)
+            .audio
+            .audio;
+        let mut state = ModelState::new(5);
+        let mut parts = Vec::new();
+        for w in [0usize, 1, 50, 51, 133, f].windows(2) {
+            let (a, c) = (w[0], w[1]);
+            let cut = |t: &Tensor<2>| t.clone().slice([0..1, a..c]);
+            let out = model.forward_continued(cut(&f0), cut(&ld), cut(&uv), 1.0, &mut state);
+            parts.push(out.audio.audio);
+        }
+        parts.push(model.finish(&mut state).audio);
+        let pieced = crate::dsp::to_vec(Tensor::cat(parts, 1));
+        let one = crate::dsp::to_vec(whole);
+        assert_eq!(pieced.len(), one.len());
+        let worst = pieced
+            .iter()
+            .zip(&one)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let peak = one.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(peak > 1e-3, "the render is not silent ({peak})");
+        assert!(worst < 1e-4, "pieces differ by {worst}");
     }
 }

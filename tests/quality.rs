@@ -7,9 +7,10 @@ use burn::tensor::{Device, Tensor};
 use ddsp::data::{self, Split};
 use ddsp::dsp::{from_vec, to_vec};
 use ddsp::features::{audio, loudness};
+use ddsp::loss::{SpectralLogForm, SpectralLossConfig, SpectralLossMode};
 use ddsp::model::DdspModel;
 use ddsp::synth::{HarmonicConfig, SynthConfig, SynthControls};
-use ddsp::train::{Mode, TrainOptions, paper_spectral_loss};
+use ddsp::train::{Mode, TrainOptions};
 use ddsp::{Config, DeviceChoice};
 use std::path::{Path, PathBuf};
 
@@ -187,7 +188,11 @@ fn synthetic_controls_are_recovered() {
     let target = from_vec(target_host, [2, n], &device);
 
     let mut model = DdspModel::new(&config, &device);
-    let metric = paper_spectral_loss(&device);
+    // The paper's loss in its trainable form (magnitudes floored so gradients stay finite).
+    let metric = SpectralLossConfig::new(vec![2048, 1024, 512, 256, 128, 64])
+        .with_mode(SpectralLossMode::L1)
+        .with_log_form(SpectralLogForm::SafeLog)
+        .init(&device);
     let target_spec = metric.target_spectrograms(target);
     let mut optim = AdamConfig::new().init();
     let mut first = None;

@@ -246,13 +246,14 @@ fn train(
             }
         }
         TrainEvent::Skipped { step, reason } => say(format!("step {step}: skipped: {reason}")),
-        TrainEvent::Eval {
-            step,
-            spectral,
-            f0_cents,
-            best,
-        } => say(format!(
-            "step {step:>6}  val spectral (paper) {spectral:.4}  f0 re-tracked {f0_cents:.1} cents{}",
+        TrainEvent::Eval { step, scores, best } => say(format!(
+            "step {step:>6}  val spectral (paper) {:.4}  loudness {:.2} dB  f0 {} cents{}",
+            scores.spectral,
+            scores.loudness_l1_db,
+            scores
+                .f0_l1_cents
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_else(|| "-".into()),
             if best { "  (best)" } else { "" }
         )),
         TrainEvent::Checkpoint { .. } => {}

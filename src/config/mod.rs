@@ -22,7 +22,7 @@ mod validate;
 
 pub use crate::decoder::DecoderBackbone;
 pub use crate::dsp::AmpResample;
-pub use crate::loss::{LoudnessLossMode, SpectralLossMode};
+pub use crate::loss::{LoudnessLossMode, SpectralLogForm, SpectralLossMode};
 pub use crate::synth::{
     ControlSmoothing, HarmonicScaling as HarmonicHeadMode, ReverbMode, SmoothingTarget,
 };
@@ -206,8 +206,11 @@ pub struct Config {
     pub spectral_ramp_steps: usize,
     /// L1 or L2 magnitude term.
     pub spectral_loss_mode: SpectralLossMode,
-    /// Epsilon in `log(|X| + eps)`.
+    /// Epsilon of the log-magnitude term.
     pub spectral_log_epsilon: f64,
+    /// `plus-eps`: `log(|X| + eps)` (the original tool); `safe-log`: magenta's
+    /// `log(max(|X|, eps))`. Validation and `eval` always use magenta's.
+    pub spectral_log_form: SpectralLogForm,
     /// Weight of the waveform MSE term.
     pub mse_weight: f64,
     /// Weight of the loudness loss.
@@ -325,6 +328,7 @@ impl Default for Config {
             spectral_ramp_steps: 200,
             spectral_loss_mode: SpectralLossMode::L2,
             spectral_log_epsilon: 1e-5,
+            spectral_log_form: SpectralLogForm::PlusEps,
             mse_weight: 1.0,
             loudness_loss_weight: 0.0,
             loudness_loss_weight_end: None,

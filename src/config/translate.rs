@@ -79,15 +79,18 @@ impl Config {
                 self.rnn_channels,
                 self.layers_per_stack,
             )),
-            DecoderBackbone::Transformer => BackboneConfig::Transformer(TransformerConfig::new(
-                d_in,
-                self.transformer_d_model,
-                self.transformer_layers,
-                self.transformer_heads,
-                self.transformer_ff_multiplier,
-                self.transformer_causal,
-                self.transformer_positional_encoding,
-            )),
+            DecoderBackbone::Transformer => BackboneConfig::Transformer(
+                TransformerConfig::new(
+                    d_in,
+                    self.transformer_d_model,
+                    self.transformer_layers,
+                    self.transformer_heads,
+                    self.transformer_ff_multiplier,
+                    self.transformer_causal,
+                    self.transformer_positional_encoding,
+                )
+                .with_context(self.frames_per_chunk()),
+            ),
         };
         DecoderConfig::with_heads(
             backbone,
@@ -110,7 +113,8 @@ impl Config {
             spectral: SpectralLossConfig::new(self.spectral_windows.clone())
                 .with_hop_divisor(self.spectral_hop_divisor)
                 .with_mode(self.spectral_loss_mode)
-                .with_log_epsilon(self.spectral_log_epsilon),
+                .with_log_epsilon(self.spectral_log_epsilon)
+                .with_log_form(self.spectral_log_form),
             spectral_weight: spectral_ramp(self.spectral_weight),
             logmag_weight: spectral_ramp(self.spectral_logmag_weight),
             mse_weight: Schedule::constant(self.mse_weight),

@@ -47,10 +47,16 @@ pub struct FastGru {
 impl FastGru {
     /// `[B, F, d_input]` -> `[B, F, d_hidden]`, from a zero state.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_from(x, None).0
+    }
+
+    /// [`Self::forward`] from hidden state `h0: [B, d_hidden]` (zeros when `None`); also
+    /// returns the state after the last frame, to continue with the next piece.
+    pub fn forward_from(&self, x: Tensor<3>, h0: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
         let [b, f, _] = x.dims();
         let h_dim = self.d_hidden;
         let projected = self.input.forward(x); // [B, F, 3H]
-        let mut h = Tensor::<2>::zeros([b, h_dim], &projected.device());
+        let mut h = h0.unwrap_or_else(|| Tensor::<2>::zeros([b, h_dim], &projected.device()));
         let mut states = Vec::with_capacity(f);
         for xt in unbind_frames(projected) {
             let ht = self.hidden.forward(h.clone()); // [B, 3H]
@@ -65,7 +71,7 @@ impl FastGru {
             h = n.clone() + z * (h - n);
             states.push(h.clone());
         }
-        Tensor::stack(states, 1)
+        (Tensor::stack(states, 1), h)
     }
 }
 
@@ -216,6 +222,12 @@ impl RnnFc {
 
     /// `[B, F, d_input]` -> `[B, F, d_output]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_from(x, None).0
+    }
+
+    /// [`Self::forward`] continuing from the GRU state `h0` (zeros when `None`); returns the
+    /// state after the last frame too.
+    pub fn forward_from(&self, x: Tensor<3>, h0: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
         let [b, f, d] = x.dims();
         let parts: Vec<Tensor<3>> = self
             .stacks
@@ -225,7 +237,7 @@ impl RnnFc {
             .collect();
         debug_assert_eq!(parts.len(), d);
         let stacked = Tensor::cat(parts, 2);
-        let rnn = self.gru.forward(stacked.clone());
-        self.out.forward(Tensor::cat(vec![rnn, stacked], 2))
+        let (rnn, h) = self.gru.forward_from(stacked.clone(), h0);
+        (self.out.forward(Tensor::cat(vec![rnn, stacked], 2)), h)
     }
 }

@@ -12,7 +12,7 @@ mod transformer;
 
 pub use gru::{FastGru, FastGruConfig, FcStack, FcStackConfig, RnnFc, RnnFcConfig};
 pub use heads::{ControlHeads, HeadsConfig};
-pub use inputs::{decoder_inputs, input_features};
+pub use inputs::{decoder_inputs, decoder_inputs_from, input_features};
 pub use mlp::{Mlp, MlpConfig};
 pub use transformer::{Transformer, TransformerConfig};
 
@@ -104,6 +104,55 @@ impl Backbone {
             Backbone::Transformer(t) => t.forward(x),
         }
     }
+
+    /// [`Self::forward`] for the next piece of a longer signal, continuing `state`.
+    pub fn forward_continued(&self, x: Tensor<3>, state: &mut BackboneState) -> Tensor<3> {
+        match (self, state) {
+            (Backbone::Mlp(m), _) => m.forward(x),
+            (Backbone::Gru(g), BackboneState::Gru(h)) => {
+                let (y, last) = g.forward_from(x, h.take());
+                *h = Some(last);
+                y
+            }
+            (Backbone::Transformer(t), BackboneState::Window(w)) => t.forward_continued(x, w),
+            (_, state) => {
+                *state = BackboneState::for_backbone(self);
+                self.forward_continued(x, state)
+            }
+        }
+    }
+}
+
+/// What a backbone carries from one piece of frames to the next.
+#[derive(Clone, Debug, Default)]
+pub enum BackboneState {
+    /// Nothing yet (or a frame-wise backbone).
+    #[default]
+    Empty,
+    /// The GRU's hidden state `[B, units]` after the last frame.
+    Gru(Option<Tensor<2>>),
+    /// The transformer's current attention window of input frames `[B, n, d_input]`.
+    Window(Option<Tensor<3>>),
+}
+
+impl BackboneState {
+    fn for_backbone(backbone: &Backbone) -> Self {
+        match backbone {
+            Backbone::Mlp(_) => BackboneState::Empty,
+            Backbone::Gru(_) => BackboneState::Gru(None),
+            Backbone::Transformer(_) => BackboneState::Window(None),
+        }
+    }
+}
+
+/// What a [`Decoder`] carries from one piece of frames to the next: the backbone's state and
+/// the previous frame of the delta features. [`Decoder::forward_continued`] on consecutive
+/// pieces gives what [`Decoder::forward`] gives on all the frames (the transformer attending
+/// within windows of its training length, see [`Transformer::forward_continued`]).
+#[derive(Clone, Debug, Default)]
+pub struct DecoderState {
+    previous: Option<(Tensor<2>, Tensor<2>)>,
+    backbone: BackboneState,
 }
 
 /// Configuration of a [`Decoder`]: its inputs, backbone and heads.
@@ -171,6 +220,25 @@ impl Decoder {
     ) -> RawControls {
         let x = decoder_inputs(f0_hz, loudness_db, voicing, self.delta_features);
         self.heads.forward(self.backbone.forward(x))
+    }
+
+    /// [`Self::forward`] for the next piece of a longer signal, continuing `state`.
+    pub fn forward_continued(
+        &self,
+        f0_hz: Tensor<2>,
+        loudness_db: Tensor<2>,
+        voicing: Tensor<2>,
+        state: &mut DecoderState,
+    ) -> RawControls {
+        let x = decoder_inputs_from(
+            f0_hz,
+            loudness_db,
+            voicing,
+            self.delta_features,
+            &mut state.previous,
+        );
+        let h = self.backbone.forward_continued(x, &mut state.backbone);
+        self.heads.forward(h)
     }
 }
 

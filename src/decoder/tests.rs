@@ -341,3 +341,52 @@ fn two_hundred_steps_stay_finite() {
         }
     }
 }
+
+#[test]
+fn decoding_in_pieces_equals_one_pass() {
+    let device = Device::flex();
+    let f = 40;
+    let x = inputs(2, f, 71, &device);
+    let cut = |t: &Tensor<2>, a: usize, c: usize| t.clone().slice([0..2, a..c]);
+    for backbone in BACKBONES {
+        // The transformer attends within windows of 16 frames: pieces straddle windows.
+        let mut config = small(backbone, 9);
+        if let BackboneConfig::Transformer(t) = &mut config.backbone {
+            t.context = 16;
+        }
+        let d = config.init(&device);
+        let whole = d.forward_continued(
+            x.f0.clone(),
+            x.ld.clone(),
+            x.uv.clone(),
+            &mut DecoderState::default(),
+        );
+        if backbone != DecoderBackbone::Transformer {
+            let plain = d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone());
+            assert_eq!(
+                to_vec(plain.distribution),
+                to_vec(whole.distribution.clone())
+            );
+        }
+        let mut state = DecoderState::default();
+        let mut parts = Vec::new();
+        for w in [0usize, 1, 15, 17, 33, f].windows(2) {
+            let (a, c) = (w[0], w[1]);
+            let raw = d.forward_continued(
+                cut(&x.f0, a, c),
+                cut(&x.ld, a, c),
+                cut(&x.uv, a, c),
+                &mut state,
+            );
+            parts.push(raw.distribution);
+        }
+        let pieced = to_vec(Tensor::cat(parts, 1));
+        let one = to_vec(whole.distribution);
+        let worst = pieced
+            .iter()
+            .zip(&one)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{backbone:?}: pieces differ by {worst}");
+    }
+}

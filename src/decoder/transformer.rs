@@ -26,6 +26,10 @@ pub struct TransformerConfig {
     pub causal: bool,
     /// Add sinusoidal positional encoding after the input projection.
     pub positional_encoding: bool,
+    /// Frames a window of [`Transformer::forward_continued`] holds (the training chunk's
+    /// frames: the positions the model has seen); 0 for no limit.
+    #[config(default = 0)]
+    pub context: usize,
 }
 
 impl TransformerConfig {
@@ -51,6 +55,7 @@ impl TransformerConfig {
             d_model: self.d_model,
             causal: self.causal,
             positional_encoding: self.positional_encoding,
+            context: self.context,
         }
     }
 }
@@ -79,6 +84,8 @@ pub struct Transformer {
     causal: bool,
     #[module(skip)]
     positional_encoding: bool,
+    #[module(skip)]
+    context: usize,
 }
 
 impl Transformer {
@@ -111,5 +118,41 @@ impl Transformer {
             h = h + ff;
         }
         self.norm.forward(h)
+    }
+
+    /// Frames of a signal of any length, attending within consecutive windows of `context`
+    /// frames (positions restart at each window, as in training on chunks), continuing the
+    /// current window's earlier frames in `window: [B, n, d_input]`, updated for the next
+    /// piece. With `causal` attention a frame's output depends only on its window's frames up
+    /// to it, so pieces give what one call on all the frames gives.
+    pub fn forward_continued(&self, x: Tensor<3>, window: &mut Option<Tensor<3>>) -> Tensor<3> {
+        let [b, f, d] = x.dims();
+        let mut outputs = Vec::new();
+        let mut start = 0;
+        while start < f {
+            let have = window.as_ref().map(|w| w.dims()[1]).unwrap_or(0);
+            let room = if self.context == 0 {
+                f - start
+            } else {
+                self.context - have
+            };
+            let take = room.min(f - start);
+            let piece = x.clone().slice([0..b, start..start + take, 0..d]);
+            let all = match window.take() {
+                Some(w) => Tensor::cat(vec![w, piece], 1),
+                None => piece,
+            };
+            let y = self.forward(all.clone());
+            outputs.push(y.slice([0..b, have..have + take, 0..self.d_model]));
+            if self.context == 0 || have + take < self.context {
+                *window = Some(all);
+            }
+            start += take;
+        }
+        match outputs.len() {
+            0 => Tensor::zeros([b, 0, self.d_model], &x.device()),
+            1 => outputs.pop().expect("one"),
+            _ => Tensor::cat(outputs, 1),
+        }
     }
 }

@@ -239,19 +239,23 @@ pub fn oscillator_bank(
         .reshape([b, n])
 }
 
+/// Bits of the fixed-point oscillator phase: a phase is `cycles * 2^PHASE_BITS`, wrapped to
+/// `[0, 2^PHASE_BITS)` (see [`frame_phases`]).
+pub const PHASE_BITS: u32 = 24;
+const PHASE_ONE: i64 = 1 << PHASE_BITS;
+
+/// `[B, F, C]` -> `[B, F + 1, C]`: the last frame once more (DDSP's held endpoint).
+pub fn hold_last_frame(x: Tensor<3>) -> Tensor<3> {
+    let [b, f, c] = x.dims();
+    let last = x.clone().slice([0..b, f - 1..f, 0..c]);
+    Tensor::cat(vec![x, last], 1)
+}
+
 /// Harmonic additive synthesis from frame-rate controls (DDSP `harmonic_synthesis`).
 ///
 /// `f0_hz: [B, F]`, `harmonic_amplitudes: [B, F, K]` (amplitude of harmonic `k` is already
-/// `amplitude * distribution_k`) -> `[B, F * hop]`.
-///
-/// f0 is upsampled linearly, amplitudes with `method`. Because harmonic `k` has frequency
-/// `k * f0`, its phase is `k` times the fundamental's, so one wrapped cumulative sum serves all
-/// harmonics: `phase_k = 2*pi * frac(k * frac(cumsum(f0 / sr)))`. Harmonics at or above Nyquist
-/// are silenced sample by sample, so nothing aliases for any f0 or harmonic count. The
-/// amplitude crossfade between frames is done as one batched matmul per frame pair rather than
-/// materialising `[B, N, K]` amplitudes, and long or wide inputs are rendered in blocks of
-/// frames so that no intermediate exceeds [`MAX_BLOCK_BYTES`] (wgpu limits buffer sizes).
-/// Equal to [`oscillator_bank`] on the upsampled envelopes, within `f32` rounding.
+/// `amplitude * distribution_k`) -> `[B, F * hop]`; the last frame is held for its final hop.
+/// See [`harmonic_synthesis_from`], which renders pieces of a longer signal.
 pub fn harmonic_synthesis(
     f0_hz: Tensor<2>,
     harmonic_amplitudes: Tensor<3>,
@@ -259,36 +263,180 @@ pub fn harmonic_synthesis(
     sample_rate: f64,
     method: AmpResample,
 ) -> Tensor<2> {
+    let [b, f] = f0_hz.dims();
+    let f0 = hold_last_frame(f0_hz.reshape([b, f, 1])).reshape([b, f + 1]);
+    let amplitudes = hold_last_frame(harmonic_amplitudes);
+    harmonic_synthesis_from(f0, amplitudes, hop, sample_rate, method, None).0
+}
+
+/// Fixed-point oscillator phase at the start of each of `F` frames and after the last:
+/// `f0_hz: [B, F + 1]` (the frame after the last rendered one included), `phase0: [B, 1]`
+/// the phase at frame 0 (0 when `None`) -> `([B, F] starts, [B, 1] end)`.
+///
+/// Within frame `i` the frequency moves linearly from `f_i` to `f_{i+1}`, so the frame's
+/// phase advance is `T_i = (hop f_i + (f_{i+1} - f_i) (hop - 1) / 2) / sr` cycles exactly.
+/// Each advance is rounded to `2^-PHASE_BITS` cycles and accumulated in integers, so phases
+/// are exact and identical however the frames are split into pieces, at any length (the
+/// rounding moves a phase by at most `3e-8` cycles per frame).
+pub fn frame_phases(
+    f0_hz: Tensor<2>,
+    hop: usize,
+    sample_rate: f64,
+    phase0: Option<Tensor<2, Int>>,
+) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let [b, frames] = f0_hz.dims();
+    let f = frames - 1;
+    let device = f0_hz.device();
+    let advance = frac(frame_advances(f0_hz, hop, sample_rate))
+        .mul_scalar(PHASE_ONE as f64)
+        .round()
+        .int();
+    let inclusive = wrapped_int_cumsum(advance);
+    let phase0 = phase0.unwrap_or_else(|| Tensor::zeros([b, 1], &device));
+    let end =
+        (inclusive.clone().slice([0..b, f - 1..f]) + phase0.clone()).remainder_scalar(PHASE_ONE);
+    let starts = if f > 1 {
+        Tensor::cat(
+            vec![
+                Tensor::zeros([b, 1], &device),
+                inclusive.slice([0..b, 0..f - 1]),
+            ],
+            1,
+        )
+    } else {
+        Tensor::zeros([b, 1], &device)
+    } + phase0;
+    (starts.remainder_scalar(PHASE_ONE), end)
+}
+
+/// Phase advance of each frame in cycles, `f0_hz: [B, F + 1]` -> `[B, F]`:
+/// `(hop f_i + (f_{i+1} - f_i) (hop - 1) / 2) / sr` (f0 moving linearly within the frame).
+fn frame_advances(f0_hz: Tensor<2>, hop: usize, sample_rate: f64) -> Tensor<2> {
+    let [b, frames] = f0_hz.dims();
+    let f = frames - 1;
+    let current = f0_hz.clone().slice([0..b, 0..f]);
+    let next = f0_hz.slice([0..b, 1..f + 1]);
+    (current.clone().mul_scalar(hop as f64) + (next - current).mul_scalar((hop as f64 - 1.0) / 2.0))
+        .div_scalar(sample_rate)
+}
+
+/// Inclusive cumulative sum along the last axis modulo `2^PHASE_BITS`, for values in
+/// `[0, 2^PHASE_BITS]`: blocks of 64 keep every partial sum below `2^31`, so any integer
+/// backend computes it exactly. `[R, N]` -> `[R, N]`.
+fn wrapped_int_cumsum(x: Tensor<2, Int>) -> Tensor<2, Int> {
+    let [r, n] = x.dims();
+    if n <= CUMSUM_BLOCK {
+        return x.cumsum(1).remainder_scalar(PHASE_ONE);
+    }
+    let nb = n.div_ceil(CUMSUM_BLOCK);
+    let device = x.device();
+    let x = if nb * CUMSUM_BLOCK > n {
+        Tensor::cat(
+            vec![x, Tensor::zeros([r, nb * CUMSUM_BLOCK - n], &device)],
+            1,
+        )
+    } else {
+        x
+    };
+    let local = x.reshape([r, nb, CUMSUM_BLOCK]).cumsum(2);
+    let totals = local
+        .clone()
+        .slice([0..r, 0..nb, CUMSUM_BLOCK - 1..CUMSUM_BLOCK])
+        .reshape([r, nb])
+        .remainder_scalar(PHASE_ONE);
+    let inclusive = wrapped_int_cumsum(totals);
+    let exclusive = Tensor::cat(
+        vec![
+            Tensor::zeros([r, 1], &device),
+            inclusive.slice([0..r, 0..nb - 1]),
+        ],
+        1,
+    );
+    (local + exclusive.unsqueeze_dim::<3>(2))
+        .remainder_scalar(PHASE_ONE)
+        .reshape([r, nb * CUMSUM_BLOCK])
+        .slice([0..r, 0..n])
+}
+
+/// Harmonic synthesis of `F` frames continuing a longer signal: `f0_hz: [B, F + 1]` and
+/// `harmonic_amplitudes: [B, F + 1, K]` hold the frames to render and the frame after them,
+/// which the last hop interpolates towards; `phase: [B, 1]` is the fixed-point phase at the
+/// first frame (from the previous piece; 0 when `None`). Returns `[B, F * hop]` and the phase
+/// after the last frame. Consecutive pieces render exactly what one call on all frames does.
+///
+/// f0 moves linearly within a frame, and the phase there is `P_i + sum_{r' <= r} f(r') / sr`
+/// in closed form ([`frame_phases`] gives `P_i`); amplitudes are upsampled with `method`.
+/// Because harmonic `k` has frequency `k * f0`, its phase is `k` times the fundamental's:
+/// `phase_k = 2*pi * frac(k * phase)`. Harmonics at or above Nyquist are silenced sample by
+/// sample, so nothing aliases for any f0 or harmonic count. The amplitude crossfade between
+/// frames is one batched matmul per frame pair rather than materialising `[B, N, K]`
+/// amplitudes, and long or wide inputs are rendered in blocks of frames so that no
+/// intermediate exceeds [`MAX_BLOCK_BYTES`] (wgpu limits buffer sizes). Equal to
+/// [`oscillator_bank`] on the upsampled envelopes, within `f32` rounding.
+pub fn harmonic_synthesis_from(
+    f0_hz: Tensor<2>,
+    harmonic_amplitudes: Tensor<3>,
+    hop: usize,
+    sample_rate: f64,
+    method: AmpResample,
+    phase: Option<Tensor<2, Int>>,
+) -> (Tensor<2>, Tensor<2, Int>) {
     harmonic_synthesis_blocked(
         f0_hz,
         harmonic_amplitudes,
         hop,
         sample_rate,
         method,
+        phase,
         MAX_BLOCK_BYTES,
     )
 }
 
-/// [`harmonic_synthesis`] with a given bound on the per-block sine buffer, bytes.
+/// [`harmonic_synthesis_from`] with a given bound on the per-block sine buffer, bytes.
 fn harmonic_synthesis_blocked(
     f0_hz: Tensor<2>,
     harmonic_amplitudes: Tensor<3>,
     hop: usize,
     sample_rate: f64,
     method: AmpResample,
+    phase: Option<Tensor<2, Int>>,
     max_block_bytes: usize,
-) -> Tensor<2> {
-    let [b, f, k] = harmonic_amplitudes.dims();
+) -> (Tensor<2>, Tensor<2, Int>) {
+    let [b, frames, k] = harmonic_amplitudes.dims();
+    let f = frames - 1;
     let device = f0_hz.device();
-    let n = f * hop;
-    let f0_up = upsample(f0_hz.unsqueeze_dim::<3>(2), hop, AmpResample::Linear).reshape([b, n]);
-    let phase = wrapped_cumsum(f0_up.clone().div_scalar(sample_rate));
-    let ks = harmonic_numbers(k, &device);
+    let (starts, end) = frame_phases(f0_hz.clone(), hop, sample_rate, phase);
+    // The integer phases carry no gradient; add one with a value of exactly 0: the float
+    // running sum of the frame advances minus itself detached.
+    let advances = frame_advances(f0_hz.clone(), hop, sample_rate);
+    let before = if f > 1 {
+        Tensor::cat(
+            vec![
+                Tensor::zeros([b, 1], &device),
+                advances.slice([0..b, 0..f - 1]).cumsum(1),
+            ],
+            1,
+        )
+    } else {
+        advances.zeros_like()
+    };
+    let start_cycles = starts.float().div_scalar(PHASE_ONE as f64) // exact: < 2^24
+        + (before.clone() - before.detach());
+    let current = f0_hz.clone().slice([0..b, 0..f]);
+    let slope = f0_hz.slice([0..b, 1..f + 1]) - current.clone();
+    // Per sample r of a frame: r + 1, r (r + 1) / (2 hop) and r / hop, as [1, 1, hop].
+    let row = |v: Vec<f32>| from_vec(v, [1, 1, hop], &device);
+    let ramp = row(upsample_weights(hop, AmpResample::Linear));
+    let count = row((1..=hop).map(|r| r as f32).collect());
+    let triangle = row((0..hop)
+        .map(|r| (r * (r + 1)) as f32 / (2 * hop) as f32)
+        .collect());
+    let ks = harmonic_numbers(k, &device).unsqueeze_dim::<4>(0); // [1, 1, 1, K]
     // [B, F, K, 2]: this frame's and the next frame's amplitudes.
     let pair = Tensor::stack::<4>(
         vec![
-            harmonic_amplitudes.clone(),
-            next_frames(harmonic_amplitudes),
+            harmonic_amplitudes.clone().slice([0..b, 0..f, 0..k]),
+            harmonic_amplitudes.slice([0..b, 1..f + 1, 0..k]),
         ],
         3,
     );
@@ -297,35 +445,35 @@ fn harmonic_synthesis_blocked(
     // The per-sample sines are [B, N, K]; render them in blocks of frames so no buffer exceeds
     // MAX_BLOCK_BYTES (wgpu caps storage buffers, often at 128-256 MiB).
     let per_frame = (b * hop * k * 4).max(1);
-    let block = (max_block_bytes / per_frame).clamp(1, f);
+    let block = (max_block_bytes / per_frame).clamp(1, f.max(1));
     let mut parts = Vec::with_capacity(f.div_ceil(block));
-    for start in (0..f).step_by(block) {
-        let len = block.min(f - start);
-        let samples = start * hop..(start + len) * hop;
-        let harmonic_phase = frac(
-            phase
-                .clone()
-                .slice([0..b, samples.clone()])
-                .unsqueeze_dim::<3>(2)
-                * ks.clone(),
-        );
-        let audible = (f0_up.clone().slice([0..b, samples]).unsqueeze_dim::<3>(2) * ks.clone())
+    for s in (0..f).step_by(block) {
+        let len = block.min(f - s);
+        let cut = |t: &Tensor<2>| t.clone().slice([0..b, s..s + len]).unsqueeze_dim::<3>(2);
+        let (f_i, d_i) = (cut(&current), cut(&slope));
+        let within =
+            (f_i.clone() * count.clone() + d_i.clone() * triangle.clone()).div_scalar(sample_rate);
+        let phase = frac(cut(&start_cycles) + within).unsqueeze_dim::<4>(3); // [B, len, hop, 1]
+        let frequency = (f_i + d_i * ramp.clone()).unsqueeze_dim::<4>(3);
+        let harmonic_phase = frac(phase * ks.clone());
+        let audible = (frequency * ks.clone())
             .lower_elem(sample_rate / 2.0)
             .float();
         let sines =
             (harmonic_phase.mul_scalar(2.0 * PI).sin() * audible).reshape([b * len, hop, k]);
         let amps = pair
             .clone()
-            .slice([0..b, start..start + len, 0..k, 0..2])
+            .slice([0..b, s..s + len, 0..k, 0..2])
             .reshape([b * len, k, 2]);
         let y = sines.matmul(amps); // [B*len, hop, 2]
         parts.push((y * weights.clone()).sum_dim(2).reshape([b, len * hop]));
     }
-    if parts.len() == 1 {
-        parts.pop().expect("one part")
-    } else {
-        Tensor::cat(parts, 1)
-    }
+    let audio = match parts.len() {
+        0 => Tensor::zeros([b, 0], &device),
+        1 => parts.pop().expect("one part"),
+        _ => Tensor::cat(parts, 1),
+    };
+    (audio, end)
 }
 
 /// Largest intermediate buffer [`harmonic_synthesis`] creates, bytes (64 MiB).
@@ -440,6 +588,13 @@ fn complex_mul<const D: usize>(
 /// multiple of `F`.
 pub fn frame_convolve(audio: Tensor<2>, irs: Tensor<3>, delay: usize) -> Tensor<2> {
     let [b, n] = audio.dims();
+    frame_convolve_full(audio, irs).slice([0..b, delay..delay + n])
+}
+
+/// [`frame_convolve`] without the crop: all `N + L - 1` samples of the overlap-added frames,
+/// `[B, N]` -> `[B, N + L - 1]` (the last `L - 1` are the tail the next frames add to).
+pub fn frame_convolve_full(audio: Tensor<2>, irs: Tensor<3>) -> Tensor<2> {
+    let [b, n] = audio.dims();
     let [_, f, l] = irs.dims();
     assert!(
         f > 0 && n % f == 0,
@@ -452,8 +607,7 @@ pub fn frame_convolve(audio: Tensor<2>, irs: Tensor<3>, delay: usize) -> Tensor<
     let h = burn::signal::rfft(irs, 2, Some(fft));
     let (yr, yi) = complex_mul(x, h);
     let y = burn::signal::irfft(yr, yi, 2, Some(fft)).slice([0..b, 0..f, 0..hop + l - 1]);
-    let out = overlap_add(y, hop);
-    out.slice([0..b, delay..delay + n])
+    overlap_add(y, hop)
 }
 
 /// Convolution with one impulse response per batch item (or one shared, `[1, L]`), by FFT.
@@ -462,12 +616,18 @@ pub fn frame_convolve(audio: Tensor<2>, irs: Tensor<3>, delay: usize) -> Tensor<
 /// samples starting at `delay` (0 keeps the causal alignment, as for a reverb).
 pub fn fft_convolve(audio: Tensor<2>, ir: Tensor<2>, delay: usize) -> Tensor<2> {
     let [b, n] = audio.dims();
+    fft_convolve_full(audio, ir).slice([0..b, delay..delay + n])
+}
+
+/// The full convolution of [`fft_convolve`]: `[B, N]` with `[B or 1, L]` -> `[B, N + L - 1]`.
+pub fn fft_convolve_full(audio: Tensor<2>, ir: Tensor<2>) -> Tensor<2> {
+    let [b, n] = audio.dims();
     let l = ir.dims()[1];
     let fft = next_pow2(n + l - 1);
     let x = burn::signal::rfft(audio, 1, Some(fft));
     let h = burn::signal::rfft(ir, 1, Some(fft));
     let (yr, yi) = complex_mul(x, h);
-    burn::signal::irfft(yr, yi, 1, Some(fft)).slice([0..b, delay..delay + n])
+    burn::signal::irfft(yr, yi, 1, Some(fft)).slice([0..b, 0..n + l - 1])
 }
 
 /// Truncated, renormalised one-pole impulse response `(1 - a) a^k`, `k = 0, 1, ...` until
@@ -486,13 +646,27 @@ pub fn onepole_kernel(a: f64) -> Vec<f32> {
 /// Causal FIR smoothing along frames: `y[t] = sum_k w[k] x[t - k]`, the first frame held
 /// before the start. `[B, F, C]` -> `[B, F, C]`; a kernel of at most one tap is the identity.
 pub fn causal_smooth(x: Tensor<3>, kernel: &[f32]) -> Tensor<3> {
+    causal_smooth_from(x, kernel, None)
+}
+
+/// [`causal_smooth`] continuing earlier frames: `history: [B, kernel.len() - 1, C]` are the
+/// input frames just before `x` (from the previous piece); without it the first frame is
+/// held.
+pub fn causal_smooth_from(x: Tensor<3>, kernel: &[f32], history: Option<Tensor<3>>) -> Tensor<3> {
     if kernel.len() <= 1 {
         return x;
     }
     let [b, f, c] = x.dims();
     let l = kernel.len();
-    let flat = x.swap_dims(1, 2).reshape([b * c, 1, f]);
-    let padded = flat.pad([(0, 0), (0, 0), (l - 1, 0)], PadMode::Edge);
+    let padded = match history {
+        Some(h) => Tensor::cat(vec![h, x], 1)
+            .swap_dims(1, 2)
+            .reshape([b * c, 1, f + l - 1]),
+        None => x
+            .swap_dims(1, 2)
+            .reshape([b * c, 1, f])
+            .pad([(0, 0), (0, 0), (l - 1, 0)], PadMode::Edge),
+    };
     // conv1d correlates, so the kernel is reversed.
     let reversed: Vec<f32> = kernel.iter().rev().copied().collect();
     let weight = from_vec(reversed, [1, 1, l], &padded.device());
@@ -507,15 +681,38 @@ pub fn causal_smooth(x: Tensor<3>, kernel: &[f32]) -> Tensor<3> {
         .swap_dims(1, 2)
 }
 
-/// Uniform noise in `[-1, 1)` of shape `[batch, samples]` from a seeded generator on the host,
-/// so the same seed gives the same noise on every device.
-pub fn uniform_noise(batch: usize, samples: usize, seed: u64, device: &Device) -> Tensor<2> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..batch * samples)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect();
+/// Uniform noise in `[-1, 1)`, `[batch, samples]`, starting at sample `offset` of an endless
+/// seeded stream per batch row: the value at row `r`, sample `i` depends only on `seed`, `r`
+/// and `i` (a counter-based generator), so pieces drawn at consecutive offsets equal one
+/// draw, on every device.
+pub fn uniform_noise(
+    batch: usize,
+    samples: usize,
+    seed: u64,
+    offset: u64,
+    device: &Device,
+) -> Tensor<2> {
+    use rayon::prelude::*;
+    let mut values = vec![0f32; batch * samples];
+    values
+        .par_chunks_mut(samples.max(1))
+        .enumerate()
+        .for_each(|(row, out)| {
+            let stream = splitmix64(seed ^ splitmix64(row as u64 ^ 0x6a09_e667_f3bc_c908));
+            for (i, v) in out.iter_mut().enumerate() {
+                let bits = splitmix64(stream.wrapping_add(offset + i as u64)) >> 40; // 24 bits
+                *v = bits as f32 * (2.0 / (1u64 << 24) as f32) - 1.0;
+            }
+        });
     from_vec(values, [batch, samples], device)
+}
+
+/// SplitMix64's output function: a bijective mix of 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

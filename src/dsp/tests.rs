@@ -527,14 +527,18 @@ fn blocked_harmonic_synthesis_equals_one_block() {
     let amps = rand_vec(b * frames * k, 92, 0.0, 0.1);
     let device = flex();
     let run = |max_bytes: usize| {
-        to_vec(harmonic_synthesis_blocked(
-            from_vec(f0.clone(), [b, frames], &device),
-            from_vec(amps.clone(), [b, frames, k], &device),
-            hop,
-            16000.0,
-            AmpResample::Window,
-            max_bytes,
-        ))
+        to_vec(
+            harmonic_synthesis_blocked(
+                from_vec(f0.clone(), [b, frames], &device),
+                from_vec(amps.clone(), [b, frames, k], &device),
+                hop,
+                16000.0,
+                AmpResample::Window,
+                None,
+                max_bytes,
+            )
+            .0,
+        )
     };
     let whole = run(usize::MAX);
     // 7 frames per block (not a divisor of 50) and one frame per block.
@@ -547,5 +551,212 @@ fn blocked_harmonic_synthesis_equals_one_block() {
                 "sample {i}: {x} vs {y} (block {bytes} bytes)"
             );
         }
+    }
+}
+
+/// Frame phases against the closed form accumulated in f64: the phase advance of frame `i` is
+/// `(hop f_i + (f_{i+1} - f_i) (hop - 1) / 2) / sr` cycles.
+#[test]
+fn frame_phases_are_exact_sums_of_frame_advances() {
+    let (hop, sr) = (64, 16000.0);
+    // 5 minutes of frames at 250 Hz, f0 sweeping 50..2000 Hz: partial sums far beyond i32.
+    let f = 75_000;
+    let f0: Vec<f32> = (0..=f)
+        .map(|i| 50.0 + 1950.0 * (0.5 + 0.5 * (i as f32 * 0.001).sin()))
+        .collect();
+    let device = flex();
+    let (starts, end) = frame_phases(from_vec(f0.clone(), [1, f + 1], &device), hop, sr, None);
+    let starts: Vec<i64> = starts
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    let end: Vec<i64> = end
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    let one = (1i64 << PHASE_BITS) as f64;
+    let mut cycles = 0f64;
+    let mut worst = 0f64;
+    for i in 0..f {
+        let got = starts[i] as f64 / one;
+        let d = (got - cycles.rem_euclid(1.0)).abs();
+        worst = worst.max(d.min(1.0 - d));
+        let (a, b) = (f0[i] as f64, f0[i + 1] as f64);
+        cycles += (hop as f64 * a + (b - a) * (hop as f64 - 1.0) / 2.0) / sr;
+    }
+    // Each advance is rounded to 2^-24 cycles (and computed in f32): the error stays a
+    // random walk far below an audible phase error.
+    assert!(worst < 1e-3, "largest phase error {worst} cycles");
+    let d = (end[0] as f64 / one - cycles.rem_euclid(1.0)).abs();
+    assert!(d.min(1.0 - d) < 1e-3);
+    // In pieces, carrying the end phase: identical integers.
+    let mut phase = None;
+    let mut pieced = Vec::new();
+    for (a, b) in [(0, 1), (1, 700), (700, 701), (701, 30_000), (30_000, f)] {
+        let piece = from_vec(f0[a..=b].to_vec(), [1, b - a + 1], &device);
+        let (s, e) = frame_phases(piece, hop, sr, phase);
+        pieced.extend(s.into_data().convert::<i64>().try_to_vec::<i64>().unwrap());
+        phase = Some(e);
+    }
+    assert_eq!(pieced, starts);
+    let last: Vec<i64> = phase
+        .unwrap()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    assert_eq!(last, end);
+}
+
+#[test]
+fn harmonic_synthesis_in_pieces_equals_one_call() {
+    let (b, frames, k, hop, sr) = (2, 61, 16, 32, 16000.0);
+    let f0 = rand_vec(b * frames, 95, 80.0, 1200.0);
+    let amps = rand_vec(b * frames * k, 96, 0.0, 0.1);
+    let device = flex();
+    for method in [AmpResample::Linear, AmpResample::Window] {
+        let whole = to_vec(harmonic_synthesis(
+            from_vec(f0.clone(), [b, frames], &device),
+            from_vec(amps.clone(), [b, frames, k], &device),
+            hop,
+            sr,
+            method,
+        ));
+        // Frames [a, c) with frame c (or the held last frame) as the one after.
+        let frame_rows = |a: usize, c: usize| {
+            let mut fv = Vec::new();
+            let mut av = Vec::new();
+            for row in 0..b {
+                for i in a..=c {
+                    let i = i.min(frames - 1);
+                    fv.push(f0[row * frames + i]);
+                    av.extend_from_slice(&amps[(row * frames + i) * k..(row * frames + i + 1) * k]);
+                }
+            }
+            (
+                from_vec(fv, [b, c - a + 1], &device),
+                from_vec(av, [b, c - a + 1, k], &device),
+            )
+        };
+        let mut phase = None;
+        let mut pieces = vec![Vec::new(); b];
+        for (a, c) in [(0, 1), (1, 17), (17, 18), (18, frames)] {
+            let (fv, av) = frame_rows(a, c);
+            let (audio, end) = harmonic_synthesis_from(fv, av, hop, sr, method, phase);
+            phase = Some(end);
+            let audio = to_vec(audio);
+            let n = (c - a) * hop;
+            for (row, out) in pieces.iter_mut().enumerate() {
+                out.extend_from_slice(&audio[row * n..(row + 1) * n]);
+            }
+        }
+        let pieced: Vec<f32> = pieces.concat();
+        assert_eq!(pieced.len(), whole.len());
+        let worst = pieced
+            .iter()
+            .zip(&whole)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-6, "{method:?}: pieces differ by {worst}");
+    }
+}
+
+#[test]
+fn counter_noise_is_uniform_and_the_same_in_pieces() {
+    let device = flex();
+    let whole = to_vec(uniform_noise(3, 10_000, 7, 0, &device));
+    let mut pieced = vec![Vec::new(); 3];
+    for (offset, len) in [(0, 1), (1, 4095), (4096, 5904)] {
+        let piece = to_vec(uniform_noise(3, len, 7, offset as u64, &device));
+        for (row, out) in pieced.iter_mut().enumerate() {
+            out.extend_from_slice(&piece[row * len..(row + 1) * len]);
+        }
+    }
+    assert_eq!(pieced.concat(), whole);
+    assert!(whole.iter().all(|v| (-1.0..1.0).contains(v)));
+    let mean = whole.iter().map(|&v| v as f64).sum::<f64>() / whole.len() as f64;
+    let var = whole
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / whole.len() as f64;
+    assert!(
+        mean.abs() < 0.01 && (var - 1.0 / 3.0).abs() < 0.01,
+        "mean {mean} var {var}"
+    );
+    // Rows are different streams; another seed is another stream.
+    assert_ne!(whole[..100], whole[10_000..10_100]);
+    assert_ne!(to_vec(uniform_noise(1, 100, 8, 0, &device)), whole[..100]);
+}
+
+#[test]
+fn full_convolutions_are_the_cropped_ones_uncropped() {
+    let device = flex();
+    let audio = rand_vec(2 * 96, 97, -1.0, 1.0);
+    let irs = rand_vec(2 * 6 * 10, 98, -1.0, 1.0);
+    let full = to_vec(frame_convolve_full(
+        from_vec(audio.clone(), [2, 96], &device),
+        from_vec(irs.clone(), [2, 6, 10], &device),
+    ));
+    let cropped = to_vec(frame_convolve(
+        from_vec(audio.clone(), [2, 96], &device),
+        from_vec(irs, [2, 6, 10], &device),
+        5,
+    ));
+    for row in 0..2 {
+        assert_eq!(
+            full[row * 105 + 5..row * 105 + 101],
+            cropped[row * 96..(row + 1) * 96]
+        );
+    }
+    let ir = rand_vec(20, 99, -1.0, 1.0);
+    let full = to_vec(fft_convolve_full(
+        from_vec(audio.clone(), [2, 96], &device),
+        from_vec(ir.clone(), [1, 20], &device),
+    ));
+    for row in 0..2 {
+        let x = &audio[row * 96..(row + 1) * 96];
+        for n in 0..115 {
+            let expected: f32 = (0..20)
+                .filter(|&j| n >= j && n - j < 96)
+                .map(|j| ir[j] * x[n - j])
+                .sum();
+            assert!((full[row * 115 + n] - expected).abs() < 1e-4, "sample {n}");
+        }
+    }
+}
+
+#[test]
+fn causal_smoothing_continues_across_pieces() {
+    let device = flex();
+    let x = rand_vec(2 * 30 * 3, 100, 0.0, 1.0);
+    let kernel = onepole_kernel(0.7);
+    let whole = to_vec(causal_smooth(
+        from_vec(x.clone(), [2, 30, 3], &device),
+        &kernel,
+    ));
+    let t = from_vec(x, [2, 30, 3], &device);
+    let l = kernel.len();
+    let mut history: Option<Tensor<3>> = None;
+    let mut pieces = Vec::new();
+    for (a, c) in [(0, 4), (4, 5), (5, 30)] {
+        let piece = t.clone().slice([0..2, a..c, 0..3]);
+        let before = history
+            .clone()
+            .unwrap_or_else(|| t.clone().slice([0..2, 0..1, 0..3]).repeat_dim(1, l - 1));
+        pieces.push(causal_smooth_from(
+            piece.clone(),
+            &kernel,
+            Some(before.clone()),
+        ));
+        let all = Tensor::cat(vec![before, piece], 1);
+        let n = all.dims()[1];
+        history = Some(all.slice([0..2, n - (l - 1)..n, 0..3]));
+    }
+    let pieced = to_vec(Tensor::cat(pieces, 1));
+    for (i, (p, w)) in pieced.iter().zip(&whole).enumerate() {
+        assert!((p - w).abs() < 1e-6, "element {i}: {p} vs {w}");
     }
 }

@@ -10,7 +10,8 @@ pub use crate::schedule::Schedule;
 pub use loudness::{frame_rms, loudness_db};
 pub use regularizers::{concentration_penalty, entropy_penalty};
 pub use spectral::{
-    SpectralLoss, SpectralLossConfig, SpectralTerms, Spectrograms, magnitude_spectrogram,
+    SpectralLogForm, SpectralLoss, SpectralLossConfig, SpectralTerms, Spectrograms,
+    magnitude_spectrogram, magnitude_spectrogram_floored,
 };
 
 use burn::tensor::{Device, Tensor};

@@ -7,6 +7,21 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 
 use super::SpectralLossMode;
+use serde::{Deserialize, Serialize};
+
+/// How the log-magnitude term takes logarithms (`spectralLogForm`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpectralLogForm {
+    /// `log(|X| + eps)` (the original tool).
+    PlusEps,
+    /// The `safe_log` of magenta's `SpectralLoss`: `log(|X|)`, with `|X| <= 0` replaced by
+    /// `eps`. (This differs from `log(max(|X|, eps))`: bins quieter than `eps` count with
+    /// their own log; magenta's reference values follow this form.)
+    SafeLog,
+    /// `log(max(|X|, eps))`: every bin quieter than `eps` counts as `eps`.
+    MaxEps,
+}
 
 /// Configuration of [`SpectralLoss`].
 #[derive(Config, Debug)]
@@ -19,9 +34,16 @@ pub struct SpectralLossConfig {
     /// L1 (the paper) or L2 differences.
     #[config(default = "SpectralLossMode::L1")]
     pub mode: SpectralLossMode,
-    /// `eps` in `log(|X| + eps)`.
+    /// `eps` of the logarithm.
     #[config(default = 1e-5)]
     pub log_epsilon: f64,
+    /// `log(|X| + eps)` or magenta's `log(max(|X|, eps))`.
+    #[config(default = "SpectralLogForm::PlusEps")]
+    pub log_form: SpectralLogForm,
+    /// Added to `|X|^2` before the square root so gradients stay finite where a spectrum is
+    /// 0; 0 computes `|X|` exactly (metrics, which need no gradient).
+    #[config(default = 1e-12)]
+    pub power_floor: f64,
 }
 
 impl SpectralLossConfig {
@@ -32,6 +54,8 @@ impl SpectralLossConfig {
             hop_divisor: self.hop_divisor.max(1),
             mode: self.mode,
             log_epsilon: self.log_epsilon,
+            log_form: self.log_form,
+            power_floor: self.power_floor,
         }
     }
 }
@@ -42,7 +66,7 @@ impl SpectralLossConfig {
 pub struct Spectrograms {
     /// `|X|` per scale: `[B, frames, n_fft/2 + 1]`.
     pub magnitudes: Vec<Tensor<3>>,
-    /// `log(|X| + eps)` per scale.
+    /// The logarithm of `|X|` per scale (see [`SpectralLogForm`]).
     pub log_magnitudes: Vec<Tensor<3>>,
 }
 
@@ -51,7 +75,8 @@ pub struct Spectrograms {
 pub struct SpectralTerms {
     /// `sum_scales mean |X - Y|` (or squared, L2).
     pub magnitude: Tensor<1>,
-    /// `sum_scales mean |log(X + eps) - log(Y + eps)|` (or squared, L2).
+    /// `sum_scales mean |log X - log Y|` (or squared, L2), logarithms per
+    /// [`SpectralLogForm`].
     pub log_magnitude: Tensor<1>,
 }
 
@@ -69,6 +94,10 @@ pub struct SpectralLoss {
     mode: SpectralLossMode,
     #[module(skip)]
     log_epsilon: f64,
+    #[module(skip)]
+    log_form: SpectralLogForm,
+    #[module(skip)]
+    power_floor: f64,
 }
 
 /// Power spectra `|X|^2` `[B, frames, n_fft/2 + 1]` of frames starting every `hop` samples at
@@ -88,8 +117,20 @@ pub(crate) fn power_spectrogram(audio: Tensor<2>, n_fft: usize, hop: usize) -> T
 }
 
 /// Magnitude STFT `[B, frames, n_fft/2 + 1]` with `frames = ceil(N / hop)`: frame `i` starts
-/// at sample `i * hop`, the end is zero-padded, periodic Hann window.
+/// at sample `i * hop`, the end is zero-padded, periodic Hann window (TensorFlow's
+/// `stft(pad_end=True)`, as magenta's `compute_mag`). `sqrt(|X|^2 + 1e-12)`, so gradients stay
+/// finite; see [`magnitude_spectrogram_floored`].
 pub fn magnitude_spectrogram(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tensor<3> {
+    magnitude_spectrogram_floored(audio, n_fft, hop, 1e-12)
+}
+
+/// [`magnitude_spectrogram`] as `sqrt(|X|^2 + floor)`; a floor of 0 gives `|X|` exactly.
+pub fn magnitude_spectrogram_floored(
+    audio: Tensor<2>,
+    n_fft: usize,
+    hop: usize,
+    floor: f64,
+) -> Tensor<3> {
     let [_, n] = audio.dims();
     let frames = n.div_ceil(hop).max(1);
     let padded_len = (frames - 1) * hop + n_fft;
@@ -98,9 +139,12 @@ pub fn magnitude_spectrogram(audio: Tensor<2>, n_fft: usize, hop: usize) -> Tens
     } else {
         audio
     };
-    power_spectrogram(audio, n_fft, hop)
-        .add_scalar(1e-12)
-        .sqrt()
+    let power = power_spectrogram(audio, n_fft, hop);
+    if floor > 0.0 {
+        power.add_scalar(floor).sqrt()
+    } else {
+        power.sqrt()
+    }
 }
 
 impl SpectralLoss {
@@ -119,11 +163,20 @@ impl SpectralLoss {
         let magnitudes: Vec<Tensor<3>> = self
             .fft_sizes
             .iter()
-            .map(|&n| magnitude_spectrogram(audio.clone(), n, self.hop(n)))
+            .map(|&n| {
+                magnitude_spectrogram_floored(audio.clone(), n, self.hop(n), self.power_floor)
+            })
             .collect();
         let log_magnitudes = magnitudes
             .iter()
-            .map(|m| m.clone().add_scalar(self.log_epsilon).log())
+            .map(|m| match self.log_form {
+                SpectralLogForm::PlusEps => m.clone().add_scalar(self.log_epsilon).log(),
+                SpectralLogForm::SafeLog => {
+                    let zero = m.clone().lower_equal_elem(0.0);
+                    m.clone().mask_fill(zero, self.log_epsilon).log()
+                }
+                SpectralLogForm::MaxEps => m.clone().clamp_min(self.log_epsilon).log(),
+            })
             .collect();
         Spectrograms {
             magnitudes,
@@ -173,6 +226,46 @@ impl SpectralLoss {
             magnitude,
             log_magnitude,
         }
+    }
+
+    /// Both terms per batch item, `([B], [B])`: each item's mean over frames and bins, summed
+    /// over scales (their mean over items is [`Self::forward_with_target`]'s value).
+    pub fn per_item(&self, prediction: Tensor<2>, target: &Spectrograms) -> (Tensor<1>, Tensor<1>) {
+        let [b, _] = prediction.dims();
+        let pred = self.spectrograms(prediction);
+        let per_item = |a: Tensor<3>, t: Tensor<3>| {
+            let d = a - t;
+            let d = match self.mode {
+                SpectralLossMode::L1 => d.abs(),
+                SpectralLossMode::L2 => d.powf_scalar(2.0),
+            };
+            d.reshape([b as i32, -1]).mean_dim(1).reshape([b])
+        };
+        let mut magnitude: Option<Tensor<1>> = None;
+        let mut log_magnitude: Option<Tensor<1>> = None;
+        for i in 0..self.fft_sizes.len() {
+            let m = per_item(pred.magnitudes[i].clone(), target.magnitudes[i].clone());
+            let l = per_item(
+                pred.log_magnitudes[i].clone(),
+                target.log_magnitudes[i].clone(),
+            );
+            magnitude = Some(magnitude.map_or(m.clone(), |acc| acc + m));
+            log_magnitude = Some(log_magnitude.map_or(l.clone(), |acc| acc + l));
+        }
+        let zeros = || {
+            Tensor::zeros(
+                [b],
+                &target
+                    .magnitudes
+                    .first()
+                    .map(|m| m.device())
+                    .unwrap_or_default(),
+            )
+        };
+        (
+            magnitude.unwrap_or_else(zeros),
+            log_magnitude.unwrap_or_else(zeros),
+        )
     }
 
     /// Both terms for a prediction against a target signal.

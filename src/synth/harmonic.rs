@@ -3,7 +3,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::{sigmoid, softmax, softplus};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::dsp::{self, AmpResample};
@@ -145,6 +145,27 @@ impl Harmonic {
             self.hop,
             self.sample_rate,
             self.amp_resample,
+        )
+    }
+
+    /// Render the first `F` of `F + 1` frames continuing a longer signal: the extra frame is
+    /// the one the last hop moves towards, `phase` the oscillator phase at the first frame
+    /// (see [`dsp::harmonic_synthesis_from`]). Returns `[B, F * hop]` and the phase after.
+    pub fn forward_from(
+        &self,
+        f0_hz: Tensor<2>,
+        amplitude: Tensor<2>,
+        distribution: Tensor<3>,
+        phase: Option<Tensor<2, Int>>,
+    ) -> (Tensor<2>, Tensor<2, Int>) {
+        let harmonic_amplitudes = distribution * amplitude.unsqueeze_dim::<3>(2);
+        dsp::harmonic_synthesis_from(
+            f0_hz,
+            harmonic_amplitudes,
+            self.hop,
+            self.sample_rate,
+            self.amp_resample,
+            phase,
         )
     }
 

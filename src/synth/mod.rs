@@ -8,11 +8,13 @@
 
 mod harmonic;
 mod noise;
+mod pieces;
 mod reverb;
 mod smoothing;
 
 pub use harmonic::{Harmonic, HarmonicConfig, HarmonicScaling};
 pub use noise::{FilteredNoise, FilteredNoiseConfig, NoiseScaling};
+pub use pieces::SynthState;
 pub use reverb::{Reverb, ReverbConfig};
 pub use smoothing::{ControlSmoother, ControlSmoothing, SmoothingConfig, SmoothingTarget};
 
@@ -133,18 +135,40 @@ impl Synth {
         f0_hz: Tensor<2>,
         temperature: f64,
     ) -> SynthControls {
+        self.scale(raw, f0_hz, temperature, None)
+    }
+
+    /// [`Self::get_controls`] for the next piece of a longer signal: the smoothing continues
+    /// the state's earlier frames.
+    pub fn get_controls_continued(
+        &self,
+        raw: RawControls,
+        f0_hz: Tensor<2>,
+        temperature: f64,
+        state: &mut SynthState,
+    ) -> SynthControls {
+        self.scale(raw, f0_hz, temperature, Some(state))
+    }
+
+    fn scale(
+        &self,
+        raw: RawControls,
+        f0_hz: Tensor<2>,
+        temperature: f64,
+        mut state: Option<&mut SynthState>,
+    ) -> SynthControls {
         let [b, f, _] = raw.amplitude.dims();
         let (amplitude, distribution) =
             self.harmonic
                 .get_controls(raw.amplitude, raw.distribution, f0_hz.clone(), temperature);
         let noise = self.noise.as_ref().map(|n| n.get_controls(raw.noise));
-        let amplitude = self
-            .smoother
-            .apply(amplitude, SmoothingTarget::HarmonicGain);
-        let distribution = self
-            .smoother
-            .apply(distribution, SmoothingTarget::HarmonicDistribution);
-        let noise_magnitudes = noise.map(|n| self.smoother.apply(n, SmoothingTarget::NoiseGain));
+        let mut smooth = |x: Tensor<3>, target: SmoothingTarget| match state.as_deref_mut() {
+            Some(s) => self.smoother.apply_continued(x, target, s.history(target)),
+            None => self.smoother.apply(x, target),
+        };
+        let amplitude = smooth(amplitude, SmoothingTarget::HarmonicGain);
+        let distribution = smooth(distribution, SmoothingTarget::HarmonicDistribution);
+        let noise_magnitudes = noise.map(|n| smooth(n, SmoothingTarget::NoiseGain));
         SynthControls {
             f0_hz,
             amplitude: amplitude.reshape([b, f]),

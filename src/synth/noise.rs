@@ -96,14 +96,29 @@ impl FilteredNoise {
     /// Render `[B, F * hop]` filtered noise from magnitudes `[B, F, M]`.
     pub fn forward(&self, magnitudes: Tensor<3>, seed: u64) -> Tensor<2> {
         let [b, f, m] = magnitudes.dims();
-        let noise = dsp::uniform_noise(b, f * self.hop, seed, &magnitudes.device());
+        let noise = dsp::uniform_noise(b, f * self.hop, seed, 0, &magnitudes.device());
         self.filter(noise, magnitudes, m)
     }
 
     /// Filter given audio `[B, F * hop]` with the per-frame magnitude responses.
     pub fn filter(&self, audio: Tensor<2>, magnitudes: Tensor<3>, n_bands: usize) -> Tensor<2> {
-        let taps = dsp::fir_window_size(n_bands, self.window_size);
         let irs = dsp::frequency_impulse_response(magnitudes, self.window_size);
-        dsp::frame_convolve(audio, irs, taps / 2)
+        dsp::frame_convolve(audio, irs, self.delay(n_bands))
+    }
+
+    /// The filters' delay for `n_bands` magnitudes, samples: half their taps. [`Self::forward`]
+    /// compensates it (its output is centred); [`Self::forward_full`] does not.
+    pub fn delay(&self, n_bands: usize) -> usize {
+        dsp::fir_window_size(n_bands, self.window_size) / 2
+    }
+
+    /// Frames of a longer signal: the noise from sample `offset` of the seeded stream, filtered
+    /// and overlap-added without compensating the delay: `[B, F * hop + taps - 1]`, the last
+    /// `taps - 1` samples being the tail later frames add to.
+    pub fn forward_full(&self, magnitudes: Tensor<3>, seed: u64, offset: u64) -> Tensor<2> {
+        let [b, f, _] = magnitudes.dims();
+        let noise = dsp::uniform_noise(b, f * self.hop, seed, offset, &magnitudes.device());
+        let irs = dsp::frequency_impulse_response(magnitudes, self.window_size);
+        dsp::frame_convolve_full(noise, irs)
     }
 }

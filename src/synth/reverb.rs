@@ -40,8 +40,8 @@ impl ReverbConfig {
                 (Some(Param::from_tensor(ir)), None, None)
             }
         };
-        let noise =
-            dsp::uniform_noise(1, self.length, self.seed ^ 0x5eed, device).reshape([self.length]);
+        let noise = dsp::uniform_noise(1, self.length, self.seed ^ 0x5eed, 0, device)
+            .reshape([self.length]);
         Reverb {
             ir,
             gain,
@@ -95,6 +95,17 @@ impl Reverb {
     pub fn forward(&self, audio: Tensor<2>) -> Tensor<2> {
         let ir = self.impulse_response().unsqueeze_dim::<2>(0);
         let wet = dsp::fft_convolve(audio.clone(), ir, 0);
-        if self.add_dry { audio + wet } else { wet }
+        self.mix(audio, wet)
+    }
+
+    /// The reverberated part alone, in full: `[B, N]` -> `[B, N + length - 1]`.
+    pub fn wet_full(&self, audio: Tensor<2>) -> Tensor<2> {
+        dsp::fft_convolve_full(audio, self.impulse_response().unsqueeze_dim::<2>(0))
+    }
+
+    /// The output for dry and wet signals of the same length: their sum, or the wet signal
+    /// alone when the dry one is not added.
+    pub fn mix(&self, dry: Tensor<2>, wet: Tensor<2>) -> Tensor<2> {
+        if self.add_dry { dry + wet } else { wet }
     }
 }

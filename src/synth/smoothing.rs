@@ -85,4 +85,26 @@ impl ControlSmoother {
             x
         }
     }
+
+    /// [`Self::apply`] continuing the frames before `x`: `history` holds the last
+    /// `kernel - 1` input frames of the previous piece (the first frame held before the first
+    /// piece) and is updated for the next one.
+    pub fn apply_continued(
+        &self,
+        x: Tensor<3>,
+        target: SmoothingTarget,
+        history: &mut Option<Tensor<3>>,
+    ) -> Tensor<3> {
+        let l = self.kernel.len();
+        if !self.targets.contains(&target) || l <= 1 {
+            return x;
+        }
+        let [b, f, c] = x.dims();
+        let before = history
+            .take()
+            .unwrap_or_else(|| x.clone().slice([0..b, 0..1, 0..c]).repeat_dim(1, l - 1));
+        let all = Tensor::cat(vec![before.clone(), x.clone()], 1);
+        *history = Some(all.slice([0..b, f..f + l - 1, 0..c]));
+        dsp::causal_smooth_from(x, &self.kernel, Some(before))
+    }
 }

@@ -215,7 +215,7 @@ fn exp_decay_reverb_follows_its_formula() {
         .with_seed(9)
         .init(&device);
     let ir = to_vec(reverb.impulse_response());
-    let noise = to_vec(crate::dsp::uniform_noise(1, 1000, 9 ^ 0x5eed, &device));
+    let noise = to_vec(crate::dsp::uniform_noise(1, 1000, 9 ^ 0x5eed, 0, &device));
     let gain = 2.0 * (1.0 / (1.0 + 4f64.exp())).powf(10f64.ln()) + 1e-7;
     let rate = 2.0 + 4f64.exp();
     for (i, v) in ir.iter().enumerate() {
@@ -301,5 +301,117 @@ fn synth_agrees_on_flex_and_wgpu() {
             (x - y).abs() <= 1e-4 * scale,
             "sample {i}: flex {x} vs wgpu {y}"
         );
+    }
+}
+
+/// A synth with every stateful part: window-upsampled harmonic, filtered noise whose delay
+/// (64 samples) exceeds the hop, FIR reverb longer than the signal's pieces, one-pole
+/// smoothing of every stream.
+fn stateful_synth(device: &Device) -> Synth {
+    let harmonic =
+        HarmonicConfig::new(16000.0, 32).with_amp_resample(crate::dsp::AmpResample::Window);
+    SynthConfig::new(harmonic)
+        .with_noise(Some(FilteredNoiseConfig::new(32).with_bands(65)))
+        .with_reverb(Some(ReverbConfig::new(700).with_seed(4)))
+        .with_smoothing(
+            SmoothingConfig::new()
+                .with_mode(ControlSmoothing::Onepole)
+                .with_alpha(0.6)
+                .with_targets(vec![
+                    SmoothingTarget::HarmonicGain,
+                    SmoothingTarget::NoiseGain,
+                    SmoothingTarget::HarmonicDistribution,
+                ]),
+        )
+        .init(device)
+}
+
+/// Raw controls for `f` frames, as a decoder would give them.
+fn raw(device: &Device, f: usize, seed: u64) -> (RawControls, Tensor<2>) {
+    let b = 2;
+    (
+        RawControls {
+            amplitude: from_vec(rand_vec(b * f, seed, -3.0, 1.0), [b, f, 1], device),
+            distribution: from_vec(
+                rand_vec(b * f * 12, seed + 1, -3.0, 3.0),
+                [b, f, 12],
+                device,
+            ),
+            noise: from_vec(
+                rand_vec(b * f * 65, seed + 2, -3.0, 3.0),
+                [b, f, 65],
+                device,
+            ),
+        },
+        from_vec(rand_vec(b * f, seed + 3, 100.0, 900.0), [b, f], device),
+    )
+}
+
+fn frames<const D: usize>(t: &Tensor<D>, a: usize, c: usize) -> Tensor<D> {
+    let mut ranges: Vec<std::ops::Range<usize>> = t.dims().iter().map(|&d| 0..d).collect();
+    ranges[1] = a..c;
+    t.clone().slice(ranges.as_slice())
+}
+
+#[test]
+fn rendering_in_pieces_equals_one_pass() {
+    let device = Device::flex();
+    let synth = stateful_synth(&device);
+    let f = 50;
+    let (r, f0) = raw(&device, f, 60);
+    let whole = synth.forward(synth.get_controls(r.clone(), f0.clone(), 1.0), 9);
+    let n = f * 32;
+    // Pieces of 1 frame (shorter than the noise delay), 3, 7, 1 and the rest.
+    for cuts in [vec![0, 1, 4, 11, 12, f], vec![0, f], vec![0, 25, 26, 27, f]] {
+        let mut state = SynthState::new(9);
+        let mut outs = Vec::new();
+        for w in cuts.windows(2) {
+            let (a, c) = (w[0], w[1]);
+            let piece = RawControls {
+                amplitude: frames(&r.amplitude, a, c),
+                distribution: frames(&r.distribution, a, c),
+                noise: frames(&r.noise, a, c),
+            };
+            let controls = synth.get_controls_continued(piece, frames(&f0, a, c), 1.0, &mut state);
+            outs.push(synth.render(controls, &mut state));
+        }
+        outs.push(synth.finish(&mut state));
+        let cat = |get: fn(&SynthOutput) -> Tensor<2>| {
+            to_vec(Tensor::cat(outs.iter().map(get).collect(), 1))
+        };
+        for (name, pieced, one) in [
+            (
+                "harmonic",
+                cat(|o| o.harmonic.clone()),
+                to_vec(whole.harmonic.clone()),
+            ),
+            (
+                "noise",
+                cat(|o| o.noise.clone()),
+                to_vec(whole.noise.clone()),
+            ),
+            (
+                "audio",
+                cat(|o| o.audio.clone()),
+                to_vec(whole.audio.clone()),
+            ),
+        ] {
+            assert_eq!(pieced.len(), 2 * n, "{name} {cuts:?}");
+            let worst = pieced
+                .iter()
+                .zip(&one)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            let first = pieced
+                .iter()
+                .zip(&one)
+                .position(|(x, y)| (x - y).abs() > 1e-5);
+            assert!(
+                worst < 1e-5,
+                "{name} {cuts:?}: pieces differ by {worst}, first at {first:?} of {}",
+                one.len()
+            );
+        }
+        assert_eq!(state.samples_out(), n);
     }
 }

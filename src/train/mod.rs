@@ -16,7 +16,7 @@ mod step;
 mod trainer;
 
 pub use dump::dump_controls;
-pub use eval::{VAL_CHUNKS, paper_spectral_loss};
+pub use eval::VAL_CHUNKS;
 pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
@@ -115,10 +115,8 @@ pub enum TrainEvent {
     Eval {
         /// Steps done.
         step: usize,
-        /// Paper spectral loss on the validation chunks.
-        spectral: f64,
-        /// Median |cents| between f0 re-tracked on the renders and the input f0.
-        f0_cents: f64,
+        /// The metrics on the validation chunks (magenta's spectral loss decides "best").
+        scores: crate::metrics::Summary,
         /// Whether it is the best so far.
         best: bool,
     },

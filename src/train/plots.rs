@@ -159,7 +159,16 @@ pub fn plot_losses(logs: &Path, out: &Path) -> Result<()> {
             .iter()
             .enumerate()
             .skip(1)
-            .filter(|(_, h)| !matches!(**h, "lr" | "grad_norm" | "f0_cents_median"))
+            .filter(|(_, h)| {
+                !matches!(
+                    **h,
+                    "lr" | "grad_norm"
+                        | "f0_cents_median"
+                        | "loudness_l1_db"
+                        | "f0_l1_cents"
+                        | "outlier_ratio"
+                )
+            })
             .map(|(i, h)| {
                 let points = rows
                     .iter()

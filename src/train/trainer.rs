@@ -22,8 +22,16 @@ use crate::loss::Objective;
 use crate::model::DdspModel;
 use crate::synth::{Synth, SynthControls, SynthOutput};
 
-/// Columns of `logs/val.csv`.
-const VAL_HEADER: [&str; 3] = ["step", "spectral_paper", "f0_cents_median"];
+/// Columns of `logs/val.csv`: magenta's spectral loss, the median f0 distance of the renders
+/// in cents, magenta's loudness L1 (dB), f0 L1 (cents) and outlier ratio.
+const VAL_HEADER: [&str; 6] = [
+    "step",
+    "spectral_paper",
+    "f0_cents_median",
+    "loudness_l1_db",
+    "f0_l1_cents",
+    "outlier_ratio",
+];
 
 /// Everything a [`Trainer`] starts from: a run whose directory, state and metadata are ready.
 pub(crate) struct RunSetup<'a> {
@@ -105,7 +113,7 @@ impl<'a> Trainer<'a> {
             config,
             options,
             data,
-            evaluator: Evaluator::new(data, val_pool, config.batch_size, &plain),
+            evaluator: Evaluator::new(data, val_pool, config, &plain),
             synth_plain: config.synth_config().init(&plain),
             plain_objective,
             sampler,
@@ -273,10 +281,10 @@ impl<'a> Trainer<'a> {
         // One inference copy of the model for all validation batches.
         let inference = runner.model().valid();
         let temperature = runner.temperature(step);
-        let (v, cents) = self.evaluator.evaluate(
-            &|b: &Batch| self.render(&inference, b, temperature).0,
-            self.config,
-        );
+        let scores = self
+            .evaluator
+            .evaluate(&|b: &Batch| self.render(&inference, b, temperature).0);
+        let v = scores.spectral;
         self.first_val.get_or_insert(v);
         let improved = self
             .state
@@ -299,15 +307,22 @@ impl<'a> Trainer<'a> {
         } else if step > 0 {
             self.state.evals_without_improvement += 1;
         }
+        let optional = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
         self.run.append_csv(
             "val",
             &VAL_HEADER,
-            &[step.to_string(), format!("{v:.6}"), format!("{cents:.3}")],
+            &[
+                step.to_string(),
+                format!("{v:.6}"),
+                format!("{:.3}", scores.f0_median_cents),
+                format!("{:.4}", scores.loudness_l1_db),
+                optional(scores.f0_l1_cents),
+                optional(scores.outlier_ratio),
+            ],
         )?;
         on_event(TrainEvent::Eval {
             step,
-            spectral: v,
-            f0_cents: cents,
+            scores,
             best: improved,
         });
         Ok(self.config.early_stop_patience > 0
@@ -397,7 +412,7 @@ impl<'a> Trainer<'a> {
         if !render_now && !dump_now {
             return Ok(());
         }
-        let batch = &self.evaluator.targets[0].0;
+        let batch = &self.evaluator.targets[0].batch;
         let (audio, controls) =
             self.render(&runner.model().valid(), batch, runner.temperature(step));
         if render_now {
