@@ -13,7 +13,7 @@
 //! objectives; [`decoder`] — features to raw controls; [`metrics`] — magenta's resynthesis
 //! metrics; [`config`] — the one serde config, translated into those modules' configs;
 //! [`data`] — the feature cache and batches; [`model`] — decoder + synth; [`train`] — the
-//! training loop.
+//! training loop; [`infer`] — a trained model on new audio, in pieces, and its evaluation.
 
 #![warn(missing_docs)]
 
@@ -24,6 +24,7 @@ pub mod device;
 pub mod dsp;
 pub mod error;
 pub mod features;
+pub mod infer;
 pub mod io;
 pub mod loss;
 pub mod metrics;

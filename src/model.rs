@@ -97,14 +97,26 @@ impl DdspModel {
         temperature: f64,
         state: &mut ModelState,
     ) -> ModelOutput {
+        let controls = self.controls_continued(f0_hz, loudness_db, voicing, temperature, state);
+        let audio = self.synth.render(controls.clone(), &mut state.synth);
+        ModelOutput { controls, audio }
+    }
+
+    /// The first half of [`Self::forward_continued`]: the scaled controls of the next piece,
+    /// to render with [`Synth::render`] and `state.synth` (after editing them, if wanted).
+    pub fn controls_continued(
+        &self,
+        f0_hz: Tensor<2>,
+        loudness_db: Tensor<2>,
+        voicing: Tensor<2>,
+        temperature: f64,
+        state: &mut ModelState,
+    ) -> SynthControls {
         let raw =
             self.decoder
                 .forward_continued(f0_hz.clone(), loudness_db, voicing, &mut state.decoder);
-        let controls = self
-            .synth
-            .get_controls_continued(raw, f0_hz, temperature, &mut state.synth);
-        let audio = self.synth.render(controls.clone(), &mut state.synth);
-        ModelOutput { controls, audio }
+        self.synth
+            .get_controls_continued(raw, f0_hz, temperature, &mut state.synth)
     }
 
     /// The audio left after the last piece.

@@ -288,3 +288,186 @@ fn kernel_dump_writes_kernel_sources_or_says_flex_has_none() {
     assert!(runs.join("wgpu/profile.csv").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A WAV reader for the outputs: (samples, rate).
+fn wav(path: &Path) -> (Vec<f32>, u32) {
+    let d = ddsp::features::audio::read_audio(path).unwrap();
+    (d.samples, d.sample_rate)
+}
+
+#[test]
+fn trains_renders_and_evaluates_at_48_khz() {
+    let dir = temp("48k");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let tone: Vec<f32> = (0..48000 * 4)
+        .map(|i| {
+            let t = i as f32 / 48000.0;
+            let f0 = if t < 2.0 { 330.0 } else { 392.0 };
+            0.3 * (2.0 * std::f32::consts::PI * f0 * t).sin()
+                + 0.1 * (2.0 * std::f32::consts::PI * 2.0 * f0 * t).sin()
+        })
+        .collect();
+    ddsp::features::audio::write_wav(&input.join("tone48k.wav"), &tone, 48000).unwrap();
+    let cache = dir.join("cache");
+    let runs = dir.join("runs");
+    // The 48 kHz preset, with short chunks and a short reverb to keep the test quick.
+    let small = [
+        "--config",
+        "configs/tiny48k.json",
+        "--chunk-size",
+        "24576",
+        "--chunk-hop",
+        "12288",
+        "--reverb-length",
+        "4800",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+    ];
+    let mut args = vec![
+        "train",
+        "--input",
+        p(&input),
+        "--cache",
+        p(&cache),
+        "--steps",
+        "2",
+        "--runs-dir",
+        p(&runs),
+        "--run-name",
+        "r",
+        "--device",
+        "flex",
+    ];
+    args.extend(small);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let model = runs.join("r");
+    // Timbre transfer of a 22.05 kHz stereo FLAC, with stems and the auto-adjust.
+    let out = dir.join("out.wav");
+    let o = run(&[
+        "render",
+        "--checkpoint",
+        p(&model),
+        "--which",
+        "latest",
+        "--input",
+        "tests/data/formats/tone44k_stereo.flac",
+        "--output",
+        p(&out),
+        "--stems",
+        "--auto-adjust",
+        "--device",
+        "flex",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (audio, rate) = wav(&out);
+    assert_eq!(rate, 48000);
+    // 0.5 s in: 1 + 24000 / 384 frames of 384 samples.
+    assert_eq!(audio.len(), (1 + 24000 / 384) * 384);
+    assert!(audio.iter().all(|v| v.is_finite()));
+    for stem in ["harmonic", "noise", "dry", "wet"] {
+        let (s, r) = wav(&dir.join(format!("out.{stem}.wav")));
+        assert_eq!((s.len(), r), (audio.len(), 48000), "{stem}");
+    }
+    assert!(
+        !std::fs::read_dir(&dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp"))
+    );
+    // The timbre grower: 3 stages of 0.25 s with 0.1 s between.
+    let grown = dir.join("grown.wav");
+    let o = run(&[
+        "render",
+        "--checkpoint",
+        p(&model),
+        "--which",
+        "latest",
+        "--input",
+        "tests/data/formats/tone16k.flac",
+        "--output",
+        p(&grown),
+        "--grow-stages",
+        "3",
+        "--stage-seconds",
+        "0.25",
+        "--gap-seconds",
+        "0.1",
+        "--device",
+        "flex",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stage = ((0.25f64 * 125.0).round() as usize) * 384;
+    assert_eq!(wav(&grown).0.len(), 3 * stage + 2 * 4800);
+    // eval on the run's own cache (its default) and on a file; and a pair.
+    let o = run(&[
+        "eval",
+        "--run",
+        p(&model),
+        "--checkpoint",
+        "latest",
+        "--split",
+        "train",
+        "--device",
+        "flex",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("overall"), "{}", text(&o));
+    let metrics = model.join("eval/latest-train/metrics.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+    assert!(v["summary"]["spectralLoss"].as_f64().unwrap() > 0.0);
+    let o = run(&[
+        "eval",
+        "--run",
+        p(&model),
+        "--checkpoint",
+        "latest",
+        "--input",
+        p(&input.join("tone48k.wav")),
+        "--json",
+        "--device",
+        "flex",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 1);
+    let o = run(&[
+        "eval",
+        "--target",
+        p(&out),
+        "--render",
+        p(&out),
+        "--json",
+        "--device",
+        "flex",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["spectralLoss"], 0.0);
+    // Bad input: a render of a file that is not audio names the file.
+    std::fs::write(dir.join("x.mp3"), b"not audio at all").unwrap();
+    let o = run(&[
+        "render",
+        "--checkpoint",
+        p(&model),
+        "--input",
+        p(&dir.join("x.mp3")),
+        "--output",
+        p(&dir.join("y.wav")),
+        "--device",
+        "flex",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("x.mp3"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("y.wav").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

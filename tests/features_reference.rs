@@ -99,7 +99,7 @@ const REF_VOICED: f64 = 0.5;
 
 fn pitch_scores(shared: &Path, name: &str, min_f0: f64, max_f0: f64) -> PitchScores {
     let wav = shared.join(format!("audio/dev/{name}_fluidr3.wav"));
-    let decoded = audio::read_wav(&wav).unwrap();
+    let decoded = audio::read_audio(&wav).unwrap();
     assert_eq!(decoded.sample_rate, 16000);
     let reference = read_csv(&shared.join(format!("reference/{name}_fluidr3.f0.csv")));
     let config = pitch::PitchConfig::new(16000.0, 256, min_f0, max_f0);
@@ -174,7 +174,7 @@ fn loudness_matches_ddsp() {
     let Some(shared) = shared() else { return };
     for name in INSTRUMENTS {
         let wav = shared.join(format!("audio/dev/{name}_fluidr3.wav"));
-        let samples = audio::read_wav(&wav).unwrap().samples;
+        let samples = audio::read_audio(&wav).unwrap().samples;
         for (n_fft, hop) in [(1024usize, 256usize), (512, 64)] {
             let reference = read_csv(&shared.join(format!(
                 "reference/{name}_fluidr3.loudness_{n_fft}_{hop}.csv"
@@ -217,7 +217,7 @@ fn voicing_and_f0_match_the_midi_ground_truth() {
     let Some(shared) = shared() else { return };
     for name in INSTRUMENTS {
         let wav = shared.join(format!("audio/dev/{name}_fluidr3.wav"));
-        let samples = audio::read_wav(&wav).unwrap().samples;
+        let samples = audio::read_audio(&wav).unwrap().samples;
         let config = pitch::PitchConfig::new(16000.0, 256, 50.0, 2400.0);
         let track = pitch::track_pitch(&samples, &config);
         let times: Vec<f64> = (0..track.f0_hz.len())

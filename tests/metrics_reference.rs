@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use ddsp::dsp::from_vec;
-use ddsp::features::audio::read_wav;
+use ddsp::features::audio::read_audio;
 use ddsp::loss::{SpectralLogForm, SpectralLossConfig, SpectralLossMode};
 use ddsp::metrics::{loudness_l1_db, paper_spectral_loss};
 use std::path::Path;
@@ -27,7 +27,7 @@ fn pair(name: &str) -> (Vec<f32>, Vec<f32>, serde_json::Value) {
     let values: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(DIR).join("values.json")).unwrap())
             .unwrap();
-    let read = |part: &str| read_wav(&Path::new(DIR).join(format!("{name}_{part}.wav"))).unwrap();
+    let read = |part: &str| read_audio(&Path::new(DIR).join(format!("{name}_{part}.wav"))).unwrap();
     let (t, r) = (read("target"), read("render"));
     assert_eq!((t.sample_rate, r.sample_rate), (16000, 16000));
     (t.samples, r.samples, values[name].clone())

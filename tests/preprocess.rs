@@ -104,7 +104,7 @@ fn decodes_every_supported_encoding() {
     for bits in [8u16, 16, 24, 32] {
         let p = dir.join(format!("int{bits}.wav"));
         write_int(&p, &sig, 16000, bits, 1);
-        let d = audio::read_wav(&p).unwrap();
+        let d = audio::read_audio(&p).unwrap();
         assert_eq!(d.samples.len(), sig.len(), "{bits}-bit length");
         let tol = 2.0 / (1u64 << (bits - 1)) as f32 + 1e-6;
         for (a, b) in d.samples.iter().zip(&sig) {
@@ -117,16 +117,16 @@ fn decodes_every_supported_encoding() {
         &sig.iter().map(|v| *v as f32).collect::<Vec<_>>(),
         16000,
     );
-    assert_eq!(audio::read_wav(&p).unwrap().samples[100], sig[100] as f32);
+    assert_eq!(audio::read_audio(&p).unwrap().samples[100], sig[100] as f32);
     let p = dir.join("f64.wav");
     write_f64(&p, &sig, 16000);
-    let d = audio::read_wav(&p).unwrap();
+    let d = audio::read_audio(&p).unwrap();
     assert_eq!(d.samples.len(), sig.len());
     assert_eq!(d.samples[100], sig[100] as f32);
     // Stereo is averaged: channel 1 is half of channel 0.
     let p = dir.join("stereo.wav");
     write_int(&p, &sig, 16000, 16, 2);
-    let d = audio::read_wav(&p).unwrap();
+    let d = audio::read_audio(&p).unwrap();
     assert_eq!(d.channels, 2);
     let mono_peak = 0.75 * sig.iter().fold(0.0f64, |m, v| m.max(v.abs())) as f32;
     assert!(
@@ -244,7 +244,10 @@ fn nothing_usable_is_an_error_naming_the_problems() {
     let err = data::preprocess(&dir, &dir.join("cache"), &config(), &|_| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("no .wav files"), "{err}");
+    assert!(
+        err.contains("no audio files") && err.contains(".flac"),
+        "{err}"
+    );
     write_int(&dir.join("silent.wav"), &vec![0.0; 16000], 16000, 16, 1);
     let err = data::preprocess(&dir, &dir.join("cache"), &config(), &|_| {})
         .unwrap_err()
@@ -365,4 +368,82 @@ fn splits_and_inspect_report() {
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("\"f0VoicedHz\""));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Share of a signal's energy within 15 Hz of the given frequencies (a DFT over the middle).
+fn energy_share(x: &[f32], rate: f64, freqs: &[f64]) -> f64 {
+    let mid = &x[x.len() / 8..x.len() * 7 / 8];
+    let n = mid.len();
+    let (mut near, mut all) = (0.0, 0.0);
+    for k in 1..n / 2 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, v) in mid.iter().enumerate() {
+            let a = 2.0 * std::f64::consts::PI * (k * i) as f64 / n as f64;
+            re += *v as f64 * a.cos();
+            im -= *v as f64 * a.sin();
+        }
+        let p = re * re + im * im;
+        all += p;
+        if freqs
+            .iter()
+            .any(|c| (k as f64 * rate / n as f64 - c).abs() <= 15.0)
+        {
+            near += p;
+        }
+    }
+    near / all
+}
+
+#[test]
+fn decodes_flac_mp3_ogg_vorbis_and_aiff() {
+    let dir = Path::new("tests/data/formats");
+    // (file, rate, channels, lossless)
+    for (name, rate, channels, lossless) in [
+        ("tone16k.flac", 16000, 1, true),
+        ("tone16k.aiff", 16000, 1, true),
+        ("tone16k.ogg", 16000, 1, false),
+        ("tone16k.mp3", 16000, 1, false),
+        ("tone44k_stereo.flac", 44100, 2, true),
+        ("tone48k_stereo.mp3", 48000, 2, false),
+    ] {
+        let d = audio::read_audio(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((d.sample_rate, d.channels), (rate, channels), "{name}");
+        let expected = rate as usize / 2;
+        if lossless {
+            assert_eq!(d.samples.len(), expected, "{name} length");
+            // The second channel is half the first: the mono mix is 0.75 of the signal.
+            let gain = if channels == 2 { 0.75 } else { 1.0 };
+            for (i, v) in d.samples.iter().enumerate() {
+                let t = i as f64 / rate as f64;
+                let s = gain
+                    * (0.4 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                        + 0.2 * (2.0 * std::f64::consts::PI * 660.0 * t).sin());
+                assert!(
+                    (*v as f64 - s).abs() < 2e-4,
+                    "{name} sample {i}: {v} vs {s}"
+                );
+            }
+        } else {
+            let len = d.samples.len() as f64;
+            assert!(
+                (len - expected as f64).abs() < 0.2 * expected as f64,
+                "{name} length {len}"
+            );
+        }
+        let share = energy_share(&d.samples, rate as f64, &[440.0, 660.0]);
+        assert!(
+            share > 0.95,
+            "{name}: {share:.3} of the energy at 440 and 660 Hz"
+        );
+    }
+    // Preprocessing reads them like WAV files.
+    let cache = temp_dir("formats-cache");
+    let report = data::preprocess(dir, &cache, &config(), &|_| {}).unwrap();
+    assert_eq!(
+        report.manifest.sources.len(),
+        6,
+        "{:?}",
+        report.manifest.skipped
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
 }

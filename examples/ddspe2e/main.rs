@@ -2,7 +2,9 @@
 //!
 //! Run `cargo run --example ddspe2e -- --help` for the commands.
 
+mod eval;
 mod overrides;
+mod render;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -15,7 +17,7 @@ use overrides::ConfigArgs;
 #[command(
     name = "ddspe2e",
     version,
-    about = "End-to-end DDSP: preprocess WAV folders, train, render"
+    about = "End-to-end DDSP: preprocess audio folders, train, render, evaluate"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +30,7 @@ struct TrainArgs {
     /// Cache folder made by `preprocess`.
     #[arg(long)]
     cache: PathBuf,
-    /// WAV folder to preprocess into `--cache` first (skipped work is reused).
+    /// Audio folder to preprocess into `--cache` first (skipped work is reused).
     #[arg(long)]
     input: Option<PathBuf>,
     /// `dry` (pipeline sanity, no model) or `m2` (decoder + synth).
@@ -100,9 +102,9 @@ impl TrainArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Turn a folder of WAV files into a feature cache (chunks, f0, voicing, loudness).
+    /// Turn a folder of audio files into a feature cache (chunks, f0, voicing, loudness).
     Preprocess {
-        /// Folder scanned recursively for .wav files.
+        /// Folder scanned recursively for audio files (.wav, .flac, .mp3, .ogg, .aiff).
         #[arg(long)]
         input: PathBuf,
         /// Cache folder to write (created if needed; reused work is skipped).
@@ -111,7 +113,7 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Train a model on a cache (or a WAV folder, preprocessed first) and write a run directory.
+    /// Train a model on a cache (or an audio folder, preprocessed first) and write a run directory.
     Train {
         #[command(flatten)]
         args: TrainArgs,
@@ -133,6 +135,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Render a recording through a trained model (timbre transfer).
+    Render(render::RenderArgs),
+    /// Score a model's renders (or any render/target pair) with magenta's metrics.
+    Eval(eval::EvalArgs),
     /// Write the resolved configuration (defaults < --config < flags) as JSON.
     DumpConfig {
         /// Where to write the JSON (stdout when omitted).
@@ -342,6 +348,8 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{report}");
             }
         }
+        Cmd::Render(args) => render::render(&args)?,
+        Cmd::Eval(args) => eval::eval(&args)?,
         Cmd::DumpConfig { output, config } => {
             let config = config.resolve()?;
             match output {

@@ -16,11 +16,13 @@ mod batch;
 mod inspect;
 mod preprocess;
 mod split;
+mod stats;
 
 pub use batch::{Batch, BatchSampler};
 pub use inspect::{InspectReport, SplitTotals, inspect};
-pub use preprocess::{PreprocessEvent, PreprocessReport, preprocess, scan_wav_files};
+pub use preprocess::{PreprocessEvent, PreprocessReport, preprocess, scan_audio_files};
 pub use split::plan_chunks;
+pub use stats::{DataStats, QuantileMap};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -52,8 +52,9 @@ pub struct PreprocessReport {
     pub seconds_processed: f64,
 }
 
-/// Every `.wav` file (any letter case) under `dir`, recursively, in sorted order.
-pub fn scan_wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Every audio file ([`audio::AUDIO_EXTENSIONS`], any letter case) under `dir`, recursively,
+/// in sorted order.
+pub fn scan_audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for entry in entries {
@@ -62,10 +63,7 @@ pub fn scan_wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
             if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
                 walk(&path, out)?;
-            } else if path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
-            {
+            } else if audio::is_audio_file(&path) {
                 out.push(path);
             }
         }
@@ -267,7 +265,7 @@ enum Outcome {
     Skipped(SkippedEntry),
 }
 
-/// Turn every WAV file under `input` into cached chunks and features in `cache`.
+/// Turn every audio file under `input` into cached chunks and features in `cache`.
 ///
 /// Unusable files are skipped with a reason (reported through `on_event` and kept in the
 /// manifest); the run fails only when no file yields a chunk. Files whose shard from an earlier
@@ -279,11 +277,14 @@ pub fn preprocess(
     on_event: &(dyn Fn(PreprocessEvent) + Sync),
 ) -> Result<PreprocessReport> {
     config.validate()?;
-    let mut files = scan_wav_files(input)?;
+    let mut files = scan_audio_files(input)?;
     if files.is_empty() {
         return Err(Error::Input {
             path: input.to_path_buf(),
-            reason: "no .wav files found under it".into(),
+            reason: format!(
+                "no audio files ({}) found under it",
+                audio::AUDIO_EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+            ),
         });
     }
     if let Some(max) = config.max_files {

@@ -10,6 +10,7 @@
 
 pub mod audio;
 pub mod loudness;
+pub mod notes;
 pub mod pitch;
 
 /// Frame-rate features of one signal.

@@ -252,6 +252,11 @@ fn frame_candidates(
 
 /// Track f0 and voicing of mono audio: `1 + audio.len() / hop` frames.
 pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
+    decode(&analyse(audio, config), config)
+}
+
+/// Each frame's candidates and whether it is audible (independent frames, in parallel).
+fn analyse(audio: &[f32], config: &PitchConfig) -> Vec<(Vec<Candidate>, bool)> {
     let frames = 1 + audio.len() / config.hop;
     let yin = Yin::new(config);
     let beta = threshold_probs();
@@ -261,7 +266,7 @@ pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
     let half = yin.win / 2;
     // Per-frame candidates (each frame is independent; parallel over frames).
     use rayon::prelude::*;
-    let analysed: Vec<(Vec<Candidate>, bool)> = (0..frames)
+    (0..frames)
         .into_par_iter()
         .map_init(
             || vec![0.0f64; yin.frame_length],
@@ -283,9 +288,11 @@ pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
                 (c, true)
             },
         )
-        .collect();
-    decode(&analysed, config)
+        .collect()
 }
+
+/// Bins of the pitch grid at most (see [`PitchBins::new`]).
+const MAX_BINS: usize = (u16::MAX as usize) / 2;
 
 /// The HMM's pitch grid: `n` bins of `resolution` semitones from `min_f0` up.
 struct PitchBins {
@@ -297,7 +304,11 @@ struct PitchBins {
 impl PitchBins {
     fn new(config: &PitchConfig) -> Self {
         let per_semitone = (1.0 / config.resolution).ceil();
-        let n = (12.0 * per_semitone * (config.max_f0 / config.min_f0).log2()).floor() as usize + 1;
+        // At most 32767 bins, so states fit the backpointers' u16 (more would reach below
+        // 1e-20 Hz at the default resolution).
+        let n = ((12.0 * per_semitone * (config.max_f0 / config.min_f0).log2()).floor() as usize
+            + 1)
+        .min(MAX_BINS);
         Self {
             per_semitone,
             n,
@@ -402,8 +413,8 @@ fn viterbi(
     for &(b, p) in &obs_voiced[0] {
         delta_v[b] = p.max(1e-300).ln() + log_init;
     }
-    let mut back: Vec<Vec<u32>> = Vec::with_capacity(frames);
-    back.push(vec![0; 2 * n]);
+    // Backpointers, 2n per frame (u16: states < 65536).
+    let mut back = vec![0u16; frames * 2 * n];
     let (mut best_v, mut arg_v) = (vec![0.0; n], vec![0usize; n]);
     let (mut best_u, mut arg_u) = (vec![0.0; n], vec![0usize; n]);
     for (t, observed) in obs_voiced.iter().enumerate().skip(1) {
@@ -429,7 +440,7 @@ fn viterbi(
             best_u[j] = bu;
             arg_u[j] = au;
         }
-        let mut ptr = vec![0u32; 2 * n];
+        let ptr = &mut back[t * 2 * n..(t + 1) * 2 * n];
         let mut new_v = vec![FLOOR; n];
         let mut new_u = vec![0.0; n];
         let emit_u = unvoiced_log(t);
@@ -442,9 +453,9 @@ fn viterbi(
             let from_v = best_v[j] + log_stay;
             let from_u = best_u[j] + log_switch;
             let (score, src) = if from_v >= from_u {
-                (from_v, arg_v[j] as u32)
+                (from_v, arg_v[j] as u16)
             } else {
-                (from_u, (n + arg_u[j]) as u32)
+                (from_u, (n + arg_u[j]) as u16)
             };
             new_v[j] = if emit_v[j].is_finite() {
                 (score + emit_v[j]).max(FLOOR)
@@ -456,9 +467,9 @@ fn viterbi(
             let from_v = best_v[j] + log_switch;
             let from_u = best_u[j] + log_stay;
             let (score, src) = if from_v > from_u {
-                (from_v, arg_v[j] as u32)
+                (from_v, arg_v[j] as u16)
             } else {
-                (from_u, (n + arg_u[j]) as u32)
+                (from_u, (n + arg_u[j]) as u16)
             };
             new_u[j] = score + emit_u;
             ptr[n + j] = src;
@@ -473,7 +484,6 @@ fn viterbi(
         }
         delta_v = new_v;
         delta_u = new_u;
-        back.push(ptr);
     }
     let (mut state, mut best) = (0usize, f64::NEG_INFINITY);
     for (s, v) in delta_v.iter().chain(&delta_u).enumerate() {
@@ -485,16 +495,65 @@ fn viterbi(
     let mut states = vec![0usize; frames];
     for t in (0..frames).rev() {
         states[t] = state;
-        state = back[t][state] as usize;
+        state = back[t * 2 * n + state] as usize;
+    }
+    states
+}
+
+/// Tracks longer than this many seconds (plus the overlaps) are decoded in windows, so the
+/// Viterbi pass's memory stays bounded whatever the length.
+const WINDOW_SECONDS: f64 = 30.0;
+/// Seconds of context each window decodes on both sides of the frames it keeps: Viterbi paths
+/// of different starts merge within a fraction of a second, so a window's kept frames are
+/// those of one global pass (tested against it).
+const OVERLAP_SECONDS: f64 = 5.0;
+
+/// The best state per frame: one Viterbi pass, or overlapping windows of [`WINDOW_SECONDS`].
+fn decode_states(
+    voiced_prob: &[f64],
+    obs_voiced: &[Vec<(usize, f64)>],
+    bins: &PitchBins,
+    tr: &Transitions,
+    config: &PitchConfig,
+    window_seconds: f64,
+) -> Vec<usize> {
+    let fps = config.sample_rate / config.hop as f64;
+    let window = ((window_seconds * fps) as usize).max(1);
+    let overlap = (OVERLAP_SECONDS * fps) as usize;
+    let n = voiced_prob.len();
+    if n <= window.saturating_add(2 * overlap) {
+        return viterbi(voiced_prob, obs_voiced, bins, tr, config);
+    }
+    let mut states = Vec::with_capacity(n);
+    for start in (0..n).step_by(window) {
+        let end = (start + window).min(n);
+        let (lo, hi) = (start.saturating_sub(overlap), (end + overlap).min(n));
+        let s = viterbi(&voiced_prob[lo..hi], &obs_voiced[lo..hi], bins, tr, config);
+        states.extend_from_slice(&s[start - lo..end - lo]);
     }
     states
 }
 
 fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTrack {
+    decode_windowed(analysed, config, WINDOW_SECONDS)
+}
+
+fn decode_windowed(
+    analysed: &[(Vec<Candidate>, bool)],
+    config: &PitchConfig,
+    window_seconds: f64,
+) -> PitchTrack {
     let bins = PitchBins::new(config);
     let transitions = Transitions::new(config, &bins);
     let (voiced_prob, obs_voiced) = observations(analysed, &bins);
-    let states = viterbi(&voiced_prob, &obs_voiced, &bins, &transitions, config);
+    let states = decode_states(
+        &voiced_prob,
+        &obs_voiced,
+        &bins,
+        &transitions,
+        config,
+        window_seconds,
+    );
     // f0: the exact candidate in the decoded bin (or its neighbours), else the bin centre.
     let (f0, voiced): (Vec<f64>, Vec<bool>) = states
         .iter()
@@ -613,6 +672,30 @@ mod tests {
                 "{f} Hz voicing"
             );
         }
+    }
+
+    #[test]
+    fn windowed_decoding_equals_one_pass() {
+        let path = std::path::Path::new("data/demo/violin_fluidr3.wav");
+        let audio = crate::features::audio::read_audio(path).unwrap().samples;
+        let config = PitchConfig::new(16000.0, 64, 50.0, 1500.0);
+        let analysed = analyse(&audio, &config);
+        let whole = decode_windowed(&analysed, &config, f64::INFINITY);
+        // 2 s windows with 5 s of context on each side: 16 windows over 31 s.
+        let windowed = decode_windowed(&analysed, &config, 2.0);
+        assert_eq!(whole.voiced_prob, windowed.voiced_prob);
+        let same = whole
+            .f0_hz
+            .iter()
+            .zip(&windowed.f0_hz)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert_eq!(
+            same,
+            whole.f0_hz.len(),
+            "windows changed {} frames",
+            whole.f0_hz.len() - same
+        );
     }
 
     #[test]

@@ -224,6 +224,7 @@ pub fn train(
     let plain = device.device.clone();
     let mut model = DdspModel::new(&config, &ad);
     let mut optimizer = adam();
+    let data_stats = crate::data::DataStats::of(&data, options.split);
     let mut state = CheckpointState {
         step: 0,
         best_val: None,
@@ -231,9 +232,11 @@ pub fn train(
         evals_without_improvement: 0,
         skipped_steps: 0,
         config: config.clone(),
+        data_stats: data_stats.clone(),
     };
     if let Some(latest) = &resume_dir {
         state = read_state(latest)?;
+        state.data_stats = state.data_stats.or(data_stats);
         model = model.load_weights(&latest.join("model.bpk"))?;
         optimizer = run::load_optimizer(latest, optimizer)?;
         // Train rows are logged for the steps done; validation at `state.step` ran after the

@@ -72,6 +72,10 @@ pub struct CheckpointState {
     pub skipped_steps: usize,
     /// The config of the run.
     pub config: Config,
+    /// Statistics of the training data, for inference's `--auto-adjust` (absent in
+    /// checkpoints written before they were recorded).
+    #[serde(default)]
+    pub data_stats: Option<crate::data::DataStats>,
 }
 
 /// Metadata of a run (`run_meta.json`).
