@@ -15,7 +15,8 @@ use burn::tensor::{Device, Tensor};
 
 use crate::dsp::{from_vec, hz_to_midi_f64, to_vec};
 use crate::features::loudness::compute_loudness;
-use crate::features::pitch::{PitchConfig, track_pitch};
+use crate::features::pitch::PitchConfig;
+use crate::features::track_pitch;
 use crate::features::{FeatureConfig, FrameFeatures};
 use crate::loss::{
     SpectralLogForm, SpectralLoss, SpectralLossConfig, SpectralLossMode, Spectrograms,

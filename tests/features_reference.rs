@@ -103,7 +103,7 @@ fn pitch_scores(shared: &Path, name: &str, min_f0: f64, max_f0: f64) -> PitchSco
     assert_eq!(decoded.sample_rate, 16000);
     let reference = read_csv(&shared.join(format!("reference/{name}_fluidr3.f0.csv")));
     let config = pitch::PitchConfig::new(16000.0, 256, min_f0, max_f0);
-    let track = pitch::track_pitch(&decoded.samples, &config);
+    let track = ddsp::features::track_pitch(&decoded.samples, &config);
     assert_eq!(track.f0_hz.len(), reference.len(), "frame count");
     let times: Vec<f64> = reference.iter().map(|r| r[0]).collect();
     let notes = midi_notes(&shared.join(format!("reference/midi/{name}.mid")), &times);
@@ -219,7 +219,7 @@ fn voicing_and_f0_match_the_midi_ground_truth() {
         let wav = shared.join(format!("audio/dev/{name}_fluidr3.wav"));
         let samples = audio::read_audio(&wav).unwrap().samples;
         let config = pitch::PitchConfig::new(16000.0, 256, 50.0, 2400.0);
-        let track = pitch::track_pitch(&samples, &config);
+        let track = ddsp::features::track_pitch(&samples, &config);
         let times: Vec<f64> = (0..track.f0_hz.len())
             .map(|i| i as f64 * 256.0 / 16000.0)
             .collect();

@@ -88,7 +88,7 @@ fn peak(x: &[f32]) -> f32 {
 }
 
 fn median_f0(samples: &[f32]) -> f64 {
-    let t = pitch::track_pitch(
+    let t = ddsp::features::track_pitch(
         samples,
         &pitch::PitchConfig::new(16000.0, 256, 50.0, 1000.0),
     );
@@ -446,4 +446,29 @@ fn decodes_flac_mp3_ogg_vorbis_and_aiff() {
         report.manifest.skipped
     );
     std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn streaming_features_of_a_file_equal_the_in_memory_ones() {
+    let config = Config::from_sources::<&str, &str>(None, &[]).unwrap();
+    let features = config.feature_config();
+    for path in [
+        "data/demo/violin_fluidr3.wav",
+        "tests/data/formats/tone44k_stereo.flac",
+        "tests/data/formats/tone16k.mp3",
+    ] {
+        let path = Path::new(path);
+        let (streamed, seconds) = ddsp::features::features_of_file(path, &features, 0.99).unwrap();
+        let audio = audio::load_audio(path, 16000.0, 0.99).unwrap();
+        let whole = ddsp::features::extract(&audio, &features);
+        assert_eq!(streamed, whole, "{}", path.display());
+        assert!(seconds > 0.4, "{seconds}");
+    }
+    let dir = temp_dir("silent-stream");
+    write_int(&dir.join("silent.wav"), &vec![0.0; 16000], 16000, 16, 1);
+    let err = ddsp::features::features_of_file(&dir.join("silent.wav"), &features, 0.99)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("silence"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

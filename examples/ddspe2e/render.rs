@@ -1,7 +1,7 @@
 //! `ddspe2e render`: timbre transfer of any recording through a trained model.
 
 use anyhow::{Context, Result, bail};
-use ddsp::features::audio::{WavSink, read_audio};
+use ddsp::features::audio::WavSink;
 use ddsp::infer::adjust::{Adjustments, adjust};
 use ddsp::infer::{Checkpoint, Frames, Model, Rendered};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -134,21 +134,11 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         model.sample_rate_hz(),
         device.description
     );
-    // The decoded input is dropped once its features exist: only frames go on.
-    let (frames, seconds) = {
-        let decoded = read_audio(&args.input)?;
-        let seconds = decoded.samples.len() as f64 / decoded.sample_rate as f64;
-        let spinner = ProgressBar::new_spinner().with_message(format!(
-            "analysing {} ({seconds:.1} s, {} Hz, {} channel(s))",
-            args.input.display(),
-            decoded.sample_rate,
-            decoded.channels
-        ));
-        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-        let frames = model.features(&decoded.samples, decoded.sample_rate)?;
-        spinner.finish_and_clear();
-        (frames, seconds)
-    };
+    let spinner =
+        ProgressBar::new_spinner().with_message(format!("analysing {}", args.input.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let (frames, seconds) = model.features_of_file(&args.input)?;
+    spinner.finish_and_clear();
     let options = Adjustments {
         pitch_shift: args.pitch_shift,
         loudness_shift: args.loudness_shift,

@@ -49,32 +49,180 @@ pub fn is_audio_file(path: &Path) -> bool {
 /// Decode an audio file, mixed to mono at its own rate: WAV (PCM 8/16/24/32-bit integer,
 /// 32/64-bit float, plain or extensible), AIFF, FLAC, MP3 and Ogg Vorbis. Corrupt, truncated,
 /// empty, non-finite, implausibly fast or slow, and over-long files are errors naming the file
-/// and the problem.
+/// and the problem. (See [`AudioStream`] to decode block by block.)
 pub fn read_audio(path: &Path) -> Result<Decoded> {
-    let mut head = [0u8; 12];
-    let is_wav = {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-        n == 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE"
-    };
-    let looks_wav = is_wav
-        || path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("wave"));
-    let decoded = if looks_wav {
+    let mut stream = AudioStream::open(path)?;
+    let mut samples = Vec::new();
+    while let Some(block) = stream.next_block()? {
+        samples.extend_from_slice(&block);
+    }
+    Ok(Decoded {
+        samples,
+        sample_rate: stream.sample_rate(),
+        channels: stream.channels(),
+    })
+}
+
+/// Sample frames per block of [`AudioStream`] from a WAV file.
+const BLOCK_FRAMES: usize = 16384;
+
+/// An audio file decoded block by block, mixed to mono at its own rate, with the checks of
+/// [`read_audio`] made as it goes (non-finite samples, over-long files) and at the end (no
+/// samples, a truncated file): memory stays bounded whatever the file's length.
+pub struct AudioStream {
+    path: std::path::PathBuf,
+    sample_rate: u32,
+    channels: u16,
+    source: Source,
+    /// Mono samples returned so far.
+    frames: u64,
+    /// Sample frames the header announces, when it does (symphonia).
+    expected: Option<u64>,
+}
+
+/// Where an [`AudioStream`]'s samples come from.
+enum Source {
+    /// hound, 32-bit float.
+    WavFloat(hound::WavIntoSamples<std::io::BufReader<std::fs::File>, f32>),
+    /// hound, integer PCM, with the scale to `[-1, 1)`.
+    WavInt(
+        hound::WavIntoSamples<std::io::BufReader<std::fs::File>, i32>,
+        f32,
+    ),
+    /// symphonia.
+    Symphonia {
+        format: Box<dyn symphonia::core::formats::FormatReader>,
+        decoder: Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+        track: u32,
+        interleaved: Vec<f32>,
+    },
+    /// Ended.
+    Done,
+}
+
+impl AudioStream {
+    /// Open `path` and read its header.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut head = [0u8; 12];
+        let is_wav = {
+            let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+            n == 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE"
+        };
+        let looks_wav = is_wav
+            || path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("wave"));
+        if !looks_wav {
+            return open_symphonia(path);
+        }
         // hound first (exact error reports for broken WAVs); encodings it lacks (64-bit float,
         // some extensible layouts) through symphonia.
-        match read_wav_hound(path) {
-            Ok(d) => Ok(d),
-            Err(HoundFailure::Unsupported(e)) => read_symphonia(path)
+        match open_hound(path) {
+            Ok(stream) => Ok(stream),
+            Err(HoundFailure::Unsupported(e)) => open_symphonia(path)
                 .map_err(|_| audio_err(path, format!("not a readable WAV file: {e}"))),
             Err(HoundFailure::Broken(e)) => Err(e),
         }
-    } else {
-        read_symphonia(path)
-    }?;
-    check_decoded(path, decoded)
+    }
+
+    /// The file's sample rate, Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// The file's channels.
+    pub fn channels(&self) -> u16 {
+        self.channels
+    }
+
+    /// The next block of mono samples, `None` after the last.
+    pub fn next_block(&mut self) -> Result<Option<Vec<f32>>> {
+        let path = self.path.clone();
+        let channels = self.channels as usize;
+        let mono = match &mut self.source {
+            Source::WavFloat(samples) => hound_block(&path, samples, channels, |v| v)?,
+            Source::WavInt(samples, scale) => {
+                let scale = *scale;
+                hound_block(&path, samples, channels, |v| v as f32 * scale)?
+            }
+            Source::Symphonia {
+                format,
+                decoder,
+                track,
+                interleaved,
+            } => symphonia_block(
+                &path,
+                format.as_mut(),
+                decoder.as_mut(),
+                *track,
+                interleaved,
+            )?,
+            Source::Done => None,
+        };
+        let Some(mono) = mono else {
+            self.source = Source::Done;
+            return self.end().map(|_| None);
+        };
+        if let Some(i) = mono.iter().position(|v| !v.is_finite()) {
+            return Err(audio_err(
+                &path,
+                format!(
+                    "contains a non-finite sample (NaN/Inf) at frame {}",
+                    self.frames + i as u64
+                ),
+            ));
+        }
+        self.frames += mono.len() as u64;
+        let seconds = self.frames as f64 / self.sample_rate as f64;
+        if seconds > MAX_SECONDS {
+            return Err(too_long(&path, seconds));
+        }
+        Ok(Some(mono))
+    }
+
+    /// The checks that need the whole file: some samples, none missing.
+    fn end(&self) -> Result<()> {
+        if self.frames == 0 {
+            return Err(audio_err(&self.path, "zero length (no samples)"));
+        }
+        match self.expected {
+            Some(n) if self.frames < n => Err(audio_err(
+                &self.path,
+                format!(
+                    "truncated: {} of the {n} sample frames its header announces",
+                    self.frames
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Up to [`BLOCK_FRAMES`] sample frames from hound, mixed to mono.
+fn hound_block<S: hound::Sample>(
+    path: &Path,
+    samples: &mut hound::WavIntoSamples<std::io::BufReader<std::fs::File>, S>,
+    channels: usize,
+    to_f32: impl Fn(S) -> f32,
+) -> Result<Option<Vec<f32>>> {
+    let mut interleaved = Vec::with_capacity(BLOCK_FRAMES * channels);
+    for sample in samples.by_ref().take(BLOCK_FRAMES * channels) {
+        let v =
+            sample.map_err(|e| audio_err(path, format!("truncated or corrupt WAV data: {e}")))?;
+        interleaved.push(to_f32(v));
+    }
+    if interleaved.is_empty() {
+        return Ok(None);
+    }
+    if interleaved.len() % channels != 0 {
+        return Err(audio_err(
+            path,
+            "truncated or corrupt WAV data: a partial sample frame at the end",
+        ));
+    }
+    Ok(Some(mix_to_mono(&interleaved, channels)))
 }
 
 /// Why hound could not read a file: an encoding it does not know, or a broken file.
@@ -83,7 +231,7 @@ enum HoundFailure {
     Broken(Error),
 }
 
-fn read_wav_hound(path: &Path) -> std::result::Result<Decoded, HoundFailure> {
+fn open_hound(path: &Path) -> std::result::Result<AudioStream, HoundFailure> {
     let file = std::fs::File::open(path).map_err(|e| HoundFailure::Broken(Error::io(path, e)))?;
     let wav = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| match e {
         hound::Error::Unsupported => HoundFailure::Unsupported(e.to_string()),
@@ -92,41 +240,34 @@ fn read_wav_hound(path: &Path) -> std::result::Result<Decoded, HoundFailure> {
         }
         other => HoundFailure::Unsupported(other.to_string()),
     })?;
-    decode_hound(path, wav).map_err(HoundFailure::Broken)
-}
-
-fn decode_hound<R: Read>(path: &Path, wav: hound::WavReader<R>) -> Result<Decoded> {
+    let broken = HoundFailure::Broken;
     let spec = wav.spec();
     if spec.channels == 0 {
-        return Err(audio_err(path, "WAV header declares 0 channels"));
+        return Err(broken(audio_err(path, "WAV header declares 0 channels")));
     }
-    check_rate(path, spec.sample_rate)?;
-    let frames = wav.duration() as f64;
-    if frames / spec.sample_rate as f64 > MAX_SECONDS {
-        return Err(too_long(path, frames / spec.sample_rate as f64));
+    check_rate(path, spec.sample_rate).map_err(broken)?;
+    let seconds = wav.duration() as f64 / spec.sample_rate as f64;
+    if seconds > MAX_SECONDS {
+        return Err(broken(too_long(path, seconds)));
     }
-    let interleaved: std::result::Result<Vec<f32>, hound::Error> =
-        match (spec.sample_format, spec.bits_per_sample) {
-            (hound::SampleFormat::Float, 32) => wav.into_samples::<f32>().collect(),
-            (hound::SampleFormat::Int, bits @ 1..=32) => {
-                let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-                wav.into_samples::<i32>()
-                    .map(|s| s.map(|v| v as f32 * scale))
-                    .collect()
-            }
-            (format, bits) => {
-                return Err(audio_err(
-                    path,
-                    format!("unsupported sample format {format:?} with {bits} bits"),
-                ));
-            }
-        };
-    let interleaved =
-        interleaved.map_err(|e| audio_err(path, format!("truncated or corrupt WAV data: {e}")))?;
-    Ok(Decoded {
-        samples: mix_to_mono(&interleaved, spec.channels as usize),
+    let source = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => Source::WavFloat(wav.into_samples()),
+        (hound::SampleFormat::Int, bits @ 1..=32) => {
+            Source::WavInt(wav.into_samples(), 1.0 / (1u64 << (bits - 1)) as f32)
+        }
+        (format, bits) => {
+            return Err(HoundFailure::Unsupported(format!(
+                "sample format {format:?} with {bits} bits"
+            )));
+        }
+    };
+    Ok(AudioStream {
+        path: path.to_path_buf(),
         sample_rate: spec.sample_rate,
         channels: spec.channels,
+        source,
+        frames: 0,
+        expected: None,
     })
 }
 
@@ -158,8 +299,8 @@ fn too_long(path: &Path, seconds: f64) -> Error {
     )
 }
 
-/// Decode with symphonia (any supported container and codec).
-fn read_symphonia(path: &Path) -> Result<Decoded> {
+/// Open with symphonia (any supported container and codec).
+fn open_symphonia(path: &Path) -> Result<AudioStream> {
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::errors::Error as SymError;
     use symphonia::core::formats::probe::Hint;
@@ -179,7 +320,7 @@ fn read_symphonia(path: &Path) -> Result<Decoded> {
             format!("not a readable audio file (WAV, AIFF, FLAC, MP3 or Ogg Vorbis): {e}"),
         )
     };
-    let mut format = symphonia::default::get_probe()
+    let format = symphonia::default::get_probe()
         .probe(
             &hint,
             stream,
@@ -190,82 +331,80 @@ fn read_symphonia(path: &Path) -> Result<Decoded> {
     let track = format
         .default_track(TrackType::Audio)
         .ok_or_else(|| audio_err(path, "no audio track"))?;
-    let (track_id, expected_frames) = (track.id, track.num_frames);
+    let (track_id, expected) = (track.id, track.num_frames);
     let params = track
         .codec_params
         .as_ref()
         .and_then(|p| p.audio())
         .ok_or_else(|| audio_err(path, "no audio track"))?
         .clone();
-    let mut decoder = symphonia::default::get_codecs()
+    let decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| audio_err(path, format!("unsupported audio codec: {e}")))?;
-    let (mut rate, mut channels) = (
-        params.sample_rate.unwrap_or(0),
-        params.channels.as_ref().map(|c| c.count()).unwrap_or(0),
-    );
-    if rate > 0 {
-        check_rate(path, rate)?;
-        if let Some(n) = expected_frames
-            && n as f64 / rate as f64 > MAX_SECONDS
-        {
-            return Err(too_long(path, n as f64 / rate as f64));
-        }
+    let rate = params.sample_rate.unwrap_or(0);
+    check_rate(path, rate)?;
+    let channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
+    if channels == 0 {
+        return Err(audio_err(path, "the stream declares 0 channels"));
     }
-    let mut mono: Vec<f32> = Vec::new();
-    let mut buffer: Vec<f32> = Vec::new();
+    if let Some(n) = expected
+        && n as f64 / rate as f64 > MAX_SECONDS
+    {
+        return Err(too_long(path, n as f64 / rate as f64));
+    }
+    Ok(AudioStream {
+        path: path.to_path_buf(),
+        sample_rate: rate,
+        channels: channels.min(u16::MAX as usize) as u16,
+        source: Source::Symphonia {
+            format,
+            decoder,
+            track: track_id,
+            interleaved: Vec::new(),
+        },
+        frames: 0,
+        expected,
+    })
+}
+
+/// The next decoded packet of the track, mixed to mono (damaged packets are skipped, as
+/// players do).
+fn symphonia_block(
+    path: &Path,
+    format: &mut dyn symphonia::core::formats::FormatReader,
+    decoder: &mut dyn symphonia::core::codecs::audio::AudioDecoder,
+    track: u32,
+    interleaved: &mut Vec<f32>,
+) -> Result<Option<Vec<f32>>> {
+    use symphonia::core::errors::Error as SymError;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(SymError::ResetRequired) => break,
+            Ok(None) => return Ok(None),
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(None);
+            }
+            Err(SymError::ResetRequired) => return Ok(None),
             Err(e) => return Err(audio_err(path, format!("corrupt audio data: {e}"))),
         };
-        if packet.track_id != track_id {
+        if packet.track_id != track {
             continue;
         }
         let audio = match decoder.decode(&packet) {
             Ok(a) => a,
-            // A damaged packet is skipped, as players do; a file of nothing else decodes to
-            // zero length, reported below.
             Err(SymError::DecodeError(_)) => continue,
             Err(e) => return Err(audio_err(path, format!("corrupt audio data: {e}"))),
         };
-        rate = audio.spec().rate();
-        channels = audio.spec().channels().count();
+        let channels = audio.spec().channels().count();
         if channels == 0 {
             return Err(audio_err(path, "the stream declares 0 channels"));
         }
-        buffer.resize(audio.samples_interleaved(), 0.0);
-        audio.copy_to_slice_interleaved(&mut buffer[..]);
-        mono.extend(
-            buffer
-                .chunks_exact(channels)
-                .map(|f| f.iter().sum::<f32>() / channels as f32),
-        );
-        if rate > 0 && mono.len() as f64 / rate as f64 > MAX_SECONDS {
-            return Err(too_long(path, mono.len() as f64 / rate as f64));
+        interleaved.resize(audio.samples_interleaved(), 0.0);
+        audio.copy_to_slice_interleaved(&mut interleaved[..]);
+        if !interleaved.is_empty() {
+            return Ok(Some(mix_to_mono(interleaved, channels)));
         }
     }
-    if let Some(n) = expected_frames
-        && (mono.len() as u64) < n
-        && !mono.is_empty()
-    {
-        return Err(audio_err(
-            path,
-            format!(
-                "truncated: {} of the {n} sample frames its header announces",
-                mono.len()
-            ),
-        ));
-    }
-    check_rate(path, rate)?;
-    Ok(Decoded {
-        samples: mono,
-        sample_rate: rate,
-        channels: channels.min(u16::MAX as usize) as u16,
-    })
 }
 
 fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
@@ -278,57 +417,111 @@ fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
         .collect()
 }
 
-fn check_decoded(path: &Path, d: Decoded) -> Result<Decoded> {
-    check_rate(path, d.sample_rate)?;
-    if d.samples.is_empty() {
-        return Err(audio_err(path, "zero length (no samples)"));
-    }
-    if let Some(i) = d.samples.iter().position(|v| !v.is_finite()) {
-        return Err(audio_err(
-            path,
-            format!("contains a non-finite sample (NaN/Inf) at frame {i}"),
-        ));
-    }
-    Ok(d)
+/// Band-limited resampling of mono audio from `from` Hz to `to` Hz (FFT resampler from
+/// `rubato`), delay-compensated, `round(n * to / from)` samples out (see [`StreamResampler`]).
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
+    let mut r = StreamResampler::new(from, to)?;
+    let mut out = r.push(samples)?;
+    out.extend(r.finish()?);
+    Ok(out)
 }
 
-/// Band-limited resampling of mono audio from `from` Hz to `to` Hz (FFT resampler from
-/// `rubato`), delay-compensated, `round(n * to / from)` samples out. Works through the input
-/// in blocks, so memory beyond the output stays bounded.
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
-    if from == to || samples.is_empty() {
-        return Ok(samples.to_vec());
-    }
-    let mut r = FftFixedInOut::<f64>::new(from as usize, to as usize, 1024, 1)
-        .map_err(|e| Error::Resample(format!("cannot resample {from} Hz -> {to} Hz: {e}")))?;
-    let mut skip = r.output_delay();
-    let expected =
-        ((samples.len() as u128 * to as u128 + from as u128 / 2) / from as u128) as usize;
-    let mut out: Vec<f32> = Vec::with_capacity(expected);
-    let mut block: Vec<f64> = Vec::new();
-    let mut pos = 0;
-    let fail =
-        |e: rubato::ResampleError| Error::Resample(format!("{from} Hz -> {to} Hz failed: {e}"));
-    while out.len() < expected {
-        let need = r.input_frames_next();
-        let take = need.min(samples.len() - pos);
-        block.clear();
-        block.extend(samples[pos..pos + take].iter().map(|&v| v as f64));
-        pos += take;
-        let chunk = if take == need {
-            r.process(&[&block[..]], None).map_err(fail)?
-        } else if take > 0 {
-            r.process_partial(Some(&[&block[..]]), None).map_err(fail)?
+/// [`resample`] block by block: pushing a signal in blocks of any sizes, then finishing, gives
+/// the same samples as resampling it whole, with bounded memory.
+pub struct StreamResampler {
+    /// `None` when the rates are equal (samples pass through).
+    inner: Option<FftFixedInOut<f64>>,
+    pending: Vec<f64>,
+    /// Output samples still to drop (the resampler's delay).
+    skip: usize,
+    input: u64,
+    output: u64,
+    from: u32,
+    to: u32,
+}
+
+impl StreamResampler {
+    /// A resampler from `from` Hz to `to` Hz.
+    pub fn new(from: u32, to: u32) -> Result<Self> {
+        let inner = if from == to {
+            None
         } else {
-            r.process_partial::<&[f64]>(None, None).map_err(fail)?
+            Some(
+                FftFixedInOut::<f64>::new(from as usize, to as usize, 1024, 1).map_err(|e| {
+                    Error::Resample(format!("cannot resample {from} Hz -> {to} Hz: {e}"))
+                })?,
+            )
         };
-        let produced = &chunk[0];
-        let dropped = skip.min(produced.len());
-        skip -= dropped;
-        let room = expected - out.len();
-        out.extend(produced[dropped..].iter().take(room).map(|&v| v as f32));
+        Ok(Self {
+            skip: inner.as_ref().map(|r| r.output_delay()).unwrap_or(0),
+            inner,
+            pending: Vec::new(),
+            input: 0,
+            output: 0,
+            from,
+            to,
+        })
     }
-    Ok(out)
+
+    /// Take in the next block; returns the samples ready so far.
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<f32>> {
+        self.input += samples.len() as u64;
+        if self.inner.is_none() {
+            self.output += samples.len() as u64;
+            return Ok(samples.to_vec());
+        }
+        self.pending.extend(samples.iter().map(|&v| v as f64));
+        let mut out = Vec::new();
+        loop {
+            let need = self.inner.as_ref().expect("resampling").input_frames_next();
+            if self.pending.len() < need {
+                return Ok(out);
+            }
+            let r = self.inner.as_mut().expect("resampling");
+            let chunk = r
+                .process(&[&self.pending[..need]], None)
+                .map_err(|e| self.failed(e))?;
+            self.pending.drain(..need);
+            self.emit(&chunk[0], usize::MAX, &mut out);
+        }
+    }
+
+    /// The samples left after the last block.
+    pub fn finish(mut self) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        let Some(mut r) = self.inner.take() else {
+            return Ok(out);
+        };
+        let expected = ((self.input as u128 * self.to as u128 + self.from as u128 / 2)
+            / self.from as u128) as u64;
+        while self.output < expected {
+            let chunk = if self.pending.is_empty() {
+                r.process_partial::<&[f64]>(None, None)
+            } else {
+                let c = r.process_partial(Some(&[&self.pending[..]]), None);
+                self.pending.clear();
+                c
+            }
+            .map_err(|e| self.failed(e))?;
+            let room = (expected - self.output) as usize;
+            self.emit(&chunk[0], room, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Append `produced` after the delay still to drop, at most `room` samples.
+    fn emit(&mut self, produced: &[f64], room: usize, out: &mut Vec<f32>) {
+        let dropped = self.skip.min(produced.len());
+        self.skip -= dropped;
+        let kept = produced[dropped..].iter().take(room);
+        let before = out.len();
+        out.extend(kept.map(|&v| v as f32));
+        self.output += (out.len() - before) as u64;
+    }
+
+    fn failed(&self, e: rubato::ResampleError) -> Error {
+        Error::Resample(format!("{} Hz -> {} Hz failed: {e}", self.from, self.to))
+    }
 }
 
 /// Scale so the peak magnitude is `target`. Silent input (peak below [`SILENCE_PEAK`]) is

@@ -4,6 +4,8 @@ use realfft::RealFftPlanner;
 use realfft::num_complex::Complex;
 use std::f64::consts::PI;
 
+use super::SampleView;
+
 /// Floor of the loudness scale, dB (DDSP's `range_db` with reference 0 dB).
 pub const LOUDNESS_FLOOR_DB: f64 = -80.0;
 
@@ -48,8 +50,25 @@ pub fn centred_frame_count(n: usize, hop: usize) -> usize {
 /// `10 * log10(max(p, 1e-10))` (reference 0 dB) and floored at -80 dB.
 pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usize) -> Vec<f32> {
     let frames = centred_frame_count(audio.len(), hop);
+    loudness_of_frames(
+        &SampleView::whole(audio),
+        sample_rate,
+        n_fft,
+        hop,
+        0..frames,
+    )
+}
+
+/// [`compute_loudness`] of frames `frames` of a signal partly held in `view`.
+pub(crate) fn loudness_of_frames(
+    view: &SampleView,
+    sample_rate: f64,
+    n_fft: usize,
+    hop: usize,
+    frames: std::ops::Range<usize>,
+) -> Vec<f32> {
     let weights = a_weighting_power(n_fft, sample_rate);
-    frame_spectra(audio, n_fft, hop, n_fft / 2, frames, |spectrum| {
+    frame_spectra(view, n_fft, hop, n_fft / 2, frames, |spectrum| {
         let power: f64 = spectrum
             .iter()
             .zip(&weights)
@@ -60,15 +79,15 @@ pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usiz
     })
 }
 
-/// Spectra of `frames` frames of `n_fft` samples times a periodic Hann window, frame `i`
+/// Spectra of frames `frames` of `n_fft` samples times a periodic Hann window, frame `i`
 /// starting at sample `i * hop - offset` (samples outside the signal count as zero): `each`
 /// maps a frame's `n_fft / 2 + 1` bins to one value.
-pub fn frame_spectra<T>(
-    audio: &[f32],
+pub(crate) fn frame_spectra<T>(
+    view: &SampleView,
     n_fft: usize,
     hop: usize,
     offset: usize,
-    frames: usize,
+    frames: std::ops::Range<usize>,
     mut each: impl FnMut(&[Complex<f64>]) -> T,
 ) -> Vec<T> {
     let window: Vec<f64> = (0..n_fft)
@@ -78,9 +97,9 @@ pub fn frame_spectra<T>(
     let mut input = fft.make_input_vec();
     let mut spectrum = fft.make_output_vec();
     let mut scratch = fft.make_scratch_vec();
-    (0..frames)
+    frames
         .map(|i| {
-            super::centred_frame(audio, i, hop, offset, &mut input);
+            view.frame(i, hop, offset, &mut input);
             for (slot, w) in input.iter_mut().zip(&window) {
                 *slot *= w;
             }

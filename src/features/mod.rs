@@ -12,6 +12,9 @@ pub mod audio;
 pub mod loudness;
 pub mod notes;
 pub mod pitch;
+mod stream;
+
+pub use stream::{FeatureStream, features_of_file, track_pitch};
 
 /// Frame-rate features of one signal.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,37 +77,53 @@ impl FeatureConfig {
     }
 }
 
-/// Frame `i` of a centred frame grid: `out.len()` samples starting at `i * hop - offset`,
-/// samples outside the signal read as zero (the zero padding of a centred analysis).
-pub fn centred_frame(audio: &[f32], i: usize, hop: usize, offset: usize, out: &mut [f64]) {
-    let start = (i * hop) as isize - offset as isize;
-    for (j, slot) in out.iter_mut().enumerate() {
-        let idx = start + j as isize;
-        *slot = if idx >= 0 && (idx as usize) < audio.len() {
-            audio[idx as usize] as f64
-        } else {
-            0.0
-        };
+/// A stretch of a signal held in memory: samples `start..start + samples.len()` of a signal
+/// that is `total` samples long when known. Frames read zeros outside the signal.
+pub(crate) struct SampleView<'a> {
+    /// The samples held.
+    pub samples: &'a [f32],
+    /// The signal index of `samples[0]`.
+    pub start: usize,
+    /// The signal's length, once known.
+    pub total: Option<usize>,
+}
+
+impl SampleView<'_> {
+    /// The whole of a signal in memory.
+    pub fn whole(samples: &[f32]) -> SampleView<'_> {
+        SampleView {
+            samples,
+            start: 0,
+            total: Some(samples.len()),
+        }
+    }
+
+    /// Frame `i` of a centred frame grid: `out.len()` samples starting at `i * hop - offset`,
+    /// samples outside the signal read as zero (the zero padding of a centred analysis). The
+    /// caller holds every sample of the frame that is inside the signal.
+    pub fn frame(&self, i: usize, hop: usize, offset: usize, out: &mut [f64]) {
+        let first = (i * hop) as isize - offset as isize;
+        let end = self.total.unwrap_or(usize::MAX);
+        for (j, slot) in out.iter_mut().enumerate() {
+            let idx = first + j as isize;
+            *slot = if idx >= 0 && (idx as usize) < end {
+                let k = idx as usize;
+                debug_assert!(k >= self.start && k - self.start < self.samples.len());
+                self.samples
+                    .get(k.wrapping_sub(self.start))
+                    .map_or(0.0, |&v| v as f64)
+            } else {
+                0.0
+            };
+        }
     }
 }
 
 /// f0, voicing and loudness of mono audio at `config.sample_rate` (`1 + n / frame_hop`
-/// frames). Loudness uses `frame_size`-sample FFTs.
+/// frames); loudness uses `frame_size`-sample FFTs. The same as a [`FeatureStream`] fed the
+/// whole signal (it is one).
 pub fn extract(audio: &[f32], config: &FeatureConfig) -> FrameFeatures {
-    let (track, loudness_db) = rayon::join(
-        || pitch::track_pitch(audio, &config.pitch()),
-        || {
-            loudness::compute_loudness(
-                audio,
-                config.sample_rate,
-                config.frame_size,
-                config.frame_hop,
-            )
-        },
-    );
-    FrameFeatures {
-        f0_hz: track.f0_hz,
-        voiced_prob: track.voiced_prob,
-        loudness_db,
-    }
+    let mut stream = FeatureStream::new(config);
+    stream.push(audio);
+    stream.finish()
 }

@@ -184,7 +184,7 @@ impl Yin {
 
 /// A pitch candidate of one frame.
 #[derive(Clone, Copy, Debug)]
-struct Candidate {
+pub(super) struct Candidate {
     f0: f64,
     prob: f64,
 }
@@ -250,45 +250,150 @@ fn frame_candidates(
         .collect()
 }
 
-/// Track f0 and voicing of mono audio: `1 + audio.len() / hop` frames.
-pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
-    decode(&analyse(audio, config), config)
+/// A frame's pitch candidates and whether it is loud enough to have any.
+pub(super) type Analysed = (Vec<Candidate>, bool);
+
+/// Frames decoded by one Viterbi pass ([`PitchTracker::decode`]), before the unvoiced runs
+/// are filled in.
+pub(super) struct DecodedFrames {
+    /// The exact candidate in the decoded bin (or a neighbour), else the bin centre, Hz.
+    pub f0: Vec<f64>,
+    /// Voicing probability, capped just under the threshold where decoded unvoiced.
+    pub prob: Vec<f64>,
 }
 
-/// Each frame's candidates and whether it is audible (independent frames, in parallel).
-fn analyse(audio: &[f32], config: &PitchConfig) -> Vec<(Vec<Candidate>, bool)> {
-    let frames = 1 + audio.len() / config.hop;
-    let yin = Yin::new(config);
-    let beta = threshold_probs();
-    // The YIN sum runs over `win` samples from the buffer start (compared with the same span
-    // `tau` later), so centring that span on the frame puts the buffer start at `win / 2`
-    // before the frame's sample.
-    let half = yin.win / 2;
-    // Per-frame candidates (each frame is independent; parallel over frames).
-    use rayon::prelude::*;
-    (0..frames)
-        .into_par_iter()
-        .map_init(
-            || vec![0.0f64; yin.frame_length],
-            |buf, i| {
-                super::centred_frame(audio, i, config.hop, half, buf);
-                let rms = (buf.iter().map(|v| v * v).sum::<f64>() / buf.len() as f64).sqrt();
-                if rms < config.silence_rms {
-                    return (Vec::new(), false);
-                }
-                let d = yin.cmndf(buf);
-                let c = frame_candidates(
-                    &d,
-                    yin.min_period,
-                    yin.max_period,
-                    &beta,
-                    config.no_trough_prob,
-                    config.sample_rate,
-                );
-                (c, true)
-            },
-        )
-        .collect()
+/// The tracker for one configuration: the per-frame YIN analysis and the HMM its Viterbi
+/// passes decode. [`super::FeatureStream`] drives it window by window.
+pub(super) struct PitchTracker {
+    config: PitchConfig,
+    yin: Yin,
+    beta: Vec<f64>,
+    bins: PitchBins,
+    transitions: Transitions,
+    /// Seconds of frames one Viterbi window keeps ([`WINDOW_SECONDS`]).
+    pub(super) window_seconds: f64,
+}
+
+impl PitchTracker {
+    pub(super) fn new(config: &PitchConfig) -> Self {
+        let bins = PitchBins::new(config);
+        Self {
+            yin: Yin::new(config),
+            beta: threshold_probs(),
+            transitions: Transitions::new(config, &bins),
+            bins,
+            config: config.clone(),
+            window_seconds: WINDOW_SECONDS,
+        }
+    }
+
+    pub(super) fn config(&self) -> &PitchConfig {
+        &self.config
+    }
+
+    /// Samples a frame's analysis reads before and after its centre sample.
+    ///
+    /// The YIN sum runs over `win` samples from the buffer start (compared with the same span
+    /// `tau` later), so centring that span on the frame puts the buffer start `win / 2` before
+    /// the frame's sample.
+    pub(super) fn reach(&self) -> (usize, usize) {
+        let half = self.yin.win / 2;
+        (half, self.yin.frame_length - half)
+    }
+
+    /// Frames one Viterbi window keeps, and the frames of context it decodes on each side.
+    pub(super) fn window_frames(&self) -> (usize, usize) {
+        let fps = self.config.sample_rate / self.config.hop as f64;
+        let window = (self.window_seconds * fps).min(usize::MAX as f64 / 4.0) as usize;
+        (window.max(1), (OVERLAP_SECONDS * fps) as usize)
+    }
+
+    /// Each frame's candidates in `frames` (independent frames, in parallel).
+    pub(super) fn analyse(
+        &self,
+        view: &super::SampleView,
+        frames: std::ops::Range<usize>,
+    ) -> Vec<Analysed> {
+        use rayon::prelude::*;
+        let (half, _) = self.reach();
+        let (config, yin) = (&self.config, &self.yin);
+        frames
+            .into_par_iter()
+            .map_init(
+                || vec![0.0f64; yin.frame_length],
+                |buf, i| {
+                    view.frame(i, config.hop, half, buf);
+                    let rms = (buf.iter().map(|v| v * v).sum::<f64>() / buf.len() as f64).sqrt();
+                    if rms < config.silence_rms {
+                        return (Vec::new(), false);
+                    }
+                    let d = yin.cmndf(buf);
+                    let c = frame_candidates(
+                        &d,
+                        yin.min_period,
+                        yin.max_period,
+                        &self.beta,
+                        config.no_trough_prob,
+                        config.sample_rate,
+                    );
+                    (c, true)
+                },
+            )
+            .collect()
+    }
+
+    /// One Viterbi pass over `analysed` (consecutive frames), returning the frames `keep`
+    /// (indices into `analysed`).
+    pub(super) fn decode(
+        &self,
+        analysed: &[Analysed],
+        keep: std::ops::Range<usize>,
+    ) -> DecodedFrames {
+        let bins = &self.bins;
+        let (voiced_prob, obs_voiced) = observations(analysed, bins);
+        let states = viterbi(
+            &voiced_prob,
+            &obs_voiced,
+            bins,
+            &self.transitions,
+            &self.config,
+        );
+        let cap = (self.config.voiced_threshold - 1e-3).max(0.0);
+        let (f0, prob) = keep
+            .map(|t| {
+                let s = states[t];
+                let b = s % bins.n;
+                let exact = analysed[t]
+                    .0
+                    .iter()
+                    .filter(|c| bins.of(c.f0).is_some_and(|cb| cb.abs_diff(b) <= 1))
+                    .max_by(|x, y| x.prob.total_cmp(&y.prob));
+                let f0 = exact.map(|c| c.f0).unwrap_or_else(|| bins.hz(b));
+                // Frames decoded unvoiced keep their probability capped just under the
+                // threshold, so `uv = prob >= voicedThreshold` agrees with the decision.
+                let p = if s < bins.n {
+                    voiced_prob[t]
+                } else {
+                    voiced_prob[t].min(cap)
+                };
+                (f0, p)
+            })
+            .unzip();
+        DecodedFrames { f0, prob }
+    }
+
+    /// The track from every frame's decoded f0 and probability: unvoiced runs filled in.
+    pub(super) fn finish(&self, f0: Vec<f64>, prob: Vec<f64>) -> PitchTrack {
+        let flags: Vec<bool> = prob
+            .iter()
+            .map(|p| *p >= self.config.voiced_threshold)
+            .collect();
+        let f0 = fill_unvoiced(&f0, &flags, &self.config);
+        PitchTrack {
+            f0_hz: f0.into_iter().map(|v| v as f32).collect(),
+            voiced_prob: prob.into_iter().map(|v| v as f32).collect(),
+        }
+    }
 }
 
 /// Bins of the pitch grid at most (see [`PitchBins::new`]).
@@ -505,86 +610,9 @@ fn viterbi(
 const WINDOW_SECONDS: f64 = 30.0;
 /// Seconds of context each window decodes on both sides of the frames it keeps: Viterbi paths
 /// of different starts merge within a fraction of a second, so a window's kept frames are
-/// those of one global pass (tested against it).
+/// those of one global pass (tested against it). Tracks of at most a window and twice this
+/// are decoded in one pass.
 const OVERLAP_SECONDS: f64 = 5.0;
-
-/// The best state per frame: one Viterbi pass, or overlapping windows of [`WINDOW_SECONDS`].
-fn decode_states(
-    voiced_prob: &[f64],
-    obs_voiced: &[Vec<(usize, f64)>],
-    bins: &PitchBins,
-    tr: &Transitions,
-    config: &PitchConfig,
-    window_seconds: f64,
-) -> Vec<usize> {
-    let fps = config.sample_rate / config.hop as f64;
-    let window = ((window_seconds * fps) as usize).max(1);
-    let overlap = (OVERLAP_SECONDS * fps) as usize;
-    let n = voiced_prob.len();
-    if n <= window.saturating_add(2 * overlap) {
-        return viterbi(voiced_prob, obs_voiced, bins, tr, config);
-    }
-    let mut states = Vec::with_capacity(n);
-    for start in (0..n).step_by(window) {
-        let end = (start + window).min(n);
-        let (lo, hi) = (start.saturating_sub(overlap), (end + overlap).min(n));
-        let s = viterbi(&voiced_prob[lo..hi], &obs_voiced[lo..hi], bins, tr, config);
-        states.extend_from_slice(&s[start - lo..end - lo]);
-    }
-    states
-}
-
-fn decode(analysed: &[(Vec<Candidate>, bool)], config: &PitchConfig) -> PitchTrack {
-    decode_windowed(analysed, config, WINDOW_SECONDS)
-}
-
-fn decode_windowed(
-    analysed: &[(Vec<Candidate>, bool)],
-    config: &PitchConfig,
-    window_seconds: f64,
-) -> PitchTrack {
-    let bins = PitchBins::new(config);
-    let transitions = Transitions::new(config, &bins);
-    let (voiced_prob, obs_voiced) = observations(analysed, &bins);
-    let states = decode_states(
-        &voiced_prob,
-        &obs_voiced,
-        &bins,
-        &transitions,
-        config,
-        window_seconds,
-    );
-    // f0: the exact candidate in the decoded bin (or its neighbours), else the bin centre.
-    let (f0, voiced): (Vec<f64>, Vec<bool>) = states
-        .iter()
-        .zip(analysed)
-        .map(|(&s, (cands, _))| {
-            let b = s % bins.n;
-            let exact = cands
-                .iter()
-                .filter(|c| bins.of(c.f0).is_some_and(|cb| cb.abs_diff(b) <= 1))
-                .max_by(|x, y| x.prob.total_cmp(&y.prob));
-            (
-                exact.map(|c| c.f0).unwrap_or_else(|| bins.hz(b)),
-                s < bins.n,
-            )
-        })
-        .unzip();
-    // Frames decoded unvoiced keep their probability but capped just under the threshold, so
-    // `uv = prob >= voicedThreshold` agrees with the smoothed decision.
-    let cap = (config.voiced_threshold - 1e-3).max(0.0);
-    let prob: Vec<f64> = voiced_prob
-        .iter()
-        .zip(&voiced)
-        .map(|(p, v)| if *v { *p } else { p.min(cap) })
-        .collect();
-    let flags: Vec<bool> = prob.iter().map(|p| *p >= config.voiced_threshold).collect();
-    let f0 = fill_unvoiced(&f0, &flags, config);
-    PitchTrack {
-        f0_hz: f0.into_iter().map(|v| v as f32).collect(),
-        voiced_prob: prob.into_iter().map(|v| v as f32).collect(),
-    }
-}
 
 /// Unvoiced runs take f0 interpolated in MIDI between the voiced frames around them (held at
 /// the ends); with no voiced frame at all, the decoded path is kept as it is.
@@ -620,6 +648,7 @@ fn fill_unvoiced(f0: &[f64], voiced: &[bool], config: &PitchConfig) -> Vec<f64> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::track_pitch;
 
     #[test]
     fn beta_cdf_matches_closed_form() {
@@ -675,14 +704,22 @@ mod tests {
     }
 
     #[test]
-    fn windowed_decoding_equals_one_pass() {
+    fn windowed_decoding_equals_one_pass_in_any_blocks() {
         let path = std::path::Path::new("data/demo/violin_fluidr3.wav");
         let audio = crate::features::audio::read_audio(path).unwrap().samples;
         let config = PitchConfig::new(16000.0, 64, 50.0, 1500.0);
-        let analysed = analyse(&audio, &config);
-        let whole = decode_windowed(&analysed, &config, f64::INFINITY);
-        // 2 s windows with 5 s of context on each side: 16 windows over 31 s.
-        let windowed = decode_windowed(&analysed, &config, 2.0);
+        let run = |window: f64, block: usize| {
+            let mut stream = crate::features::FeatureStream::pitch_only(&config);
+            stream.set_window_seconds(window);
+            for b in audio.chunks(block) {
+                stream.push(b);
+            }
+            stream.finish()
+        };
+        let whole = run(f64::INFINITY, audio.len());
+        // 2 s windows with 5 s of context on each side: 16 windows over 31 s, audio pushed in
+        // blocks of 1000 samples.
+        let windowed = run(2.0, 1000);
         assert_eq!(whole.voiced_prob, windowed.voiced_prob);
         let same = whole
             .f0_hz
@@ -695,6 +732,12 @@ mod tests {
             whole.f0_hz.len(),
             "windows changed {} frames",
             whole.f0_hz.len() - same
+        );
+        let tracked = track_pitch(&audio, &config);
+        let streamed = run(WINDOW_SECONDS, 4096);
+        assert_eq!(
+            (tracked.f0_hz, tracked.voiced_prob),
+            (streamed.f0_hz, streamed.voiced_prob)
         );
     }
 

@@ -324,6 +324,17 @@ impl Model {
         Ok(features::extract(&x, &self.config.feature_config()).into())
     }
 
+    /// [`Self::features`] of an audio file, streaming: memory stays bounded however long the
+    /// file (see [`features::features_of_file`]). Returns the frames and the file's seconds.
+    pub fn features_of_file(&self, path: &Path) -> Result<(Frames, f64)> {
+        let (f, seconds) = features::features_of_file(
+            path,
+            &self.config.feature_config(),
+            self.config.normalize_to,
+        )?;
+        Ok((f.into(), seconds))
+    }
+
     /// A fresh render state; `seed` picks the noise.
     pub fn start(&self, seed: u64) -> RenderState {
         RenderState {

@@ -291,11 +291,18 @@ pub fn plot_controls_compare(snapshots: &[ControlSnapshot], out: &Path) -> Resul
 pub fn spectrogram_db(audio: &[f32]) -> Vec<Vec<f64>> {
     let (n_fft, hop) = (512, 128);
     let frames = audio.len().saturating_sub(n_fft) / hop + 1;
-    crate::features::loudness::frame_spectra(audio, n_fft, hop, 0, frames, |bins| {
-        bins.iter()
-            .map(|c| 20.0 * (c.norm() + 1e-6).log10())
-            .collect()
-    })
+    crate::features::loudness::frame_spectra(
+        &crate::features::SampleView::whole(audio),
+        n_fft,
+        hop,
+        0,
+        0..frames,
+        |bins| {
+            bins.iter()
+                .map(|c| 20.0 * (c.norm() + 1e-6).log10())
+                .collect()
+        },
+    )
 }
 
 /// Spectrograms of target and prediction, one above the other.
