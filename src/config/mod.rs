@@ -96,6 +96,9 @@ pub struct Config {
     pub shuffle: bool,
     /// Reuse the same batch every step.
     pub fixed_batch: bool,
+    /// Memory for the target spectrograms of chunks kept across steps, MB (0: computed every
+    /// step). Targets never change, so each chunk's are computed once while they fit.
+    pub target_cache_mb: usize,
     /// Add per-frame deltas of f0 and loudness to the decoder input.
     pub delta_features: bool,
 
@@ -273,6 +276,7 @@ impl Default for Config {
             max_chunks_per_file: None,
             shuffle: true,
             fixed_batch: false,
+            target_cache_mb: 1024,
             delta_features: false,
             decoder_backbone: DecoderBackbone::Mlp,
             model_hidden: 32,

@@ -20,6 +20,25 @@ pub struct Batch {
     pub voiced_prob: Tensor<2>,
     /// The chunk ids, in batch order.
     pub ids: Vec<String>,
+    /// A fingerprint of each item's audio, in batch order: items with equal keys have equal
+    /// audio (and so equal target spectrograms).
+    pub keys: Vec<u64>,
+}
+
+/// A 64-bit fingerprint of each `n`-sample item of `audio`.
+fn audio_keys(audio: &[f32], n: usize) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    audio
+        .chunks(n.max(1))
+        .map(|item| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            item.len().hash(&mut h);
+            for x in item {
+                x.to_bits().hash(&mut h);
+            }
+            h.finish()
+        })
+        .collect()
 }
 
 impl Batch {
@@ -37,6 +56,7 @@ impl Batch {
         let b = batch.max(1);
         let (n, f) = (audio.len() / b, f0_hz.len() / b);
         Self {
+            keys: audio_keys(&audio, n),
             audio: from_vec(audio, [b, n], device),
             f0_hz: from_vec(f0_hz, [b, f], device),
             loudness_db: from_vec(loudness_db, [b, f], device),
@@ -53,8 +73,10 @@ impl Batch {
         let cat = |get: fn(&Chunk) -> &Vec<f32>| -> Vec<f32> {
             chunks.iter().flat_map(|c| get(c).iter().copied()).collect()
         };
+        let audio = cat(|c| &c.audio);
         Self {
-            audio: from_vec(cat(|c| &c.audio), [b, n], device),
+            keys: audio_keys(&audio, n),
+            audio: from_vec(audio, [b, n], device),
             f0_hz: from_vec(cat(|c| &c.f0_hz), [b, f], device),
             loudness_db: from_vec(cat(|c| &c.loudness_db), [b, f], device),
             voiced_prob: from_vec(cat(|c| &c.voiced_prob), [b, f], device),

@@ -16,7 +16,7 @@ pub struct FastGruConfig {
 }
 
 impl FastGruConfig {
-    /// Build the layer (Xavier-style initialisation from `Linear`'s defaults).
+    /// Build the layer (`Linear`'s default initialisation: uniform in `±1/sqrt(fan_in)`).
     pub fn init(&self, device: &Device) -> FastGru {
         FastGru {
             input: LinearConfig::new(self.d_input, 3 * self.d_hidden).init(device),
@@ -31,9 +31,10 @@ impl FastGruConfig {
 /// `z = s(Wz x + bz + Uz h + cz)`, `r = s(Wr x + br + Ur h + cr)`,
 /// `n = tanh(Wn x + bn + r * (Un h + cn))`, `h' = (1 - z) n + z h`,
 ///
-/// computed fast: the input projections of all frames in one matmul, the three hidden
-/// products fused into one `[hidden, 3 hidden]` matmul per step, and the states collected and
-/// stacked once at the end.
+/// computed fast: the input projections of all frames in one matmul, then on the CPU backend
+/// the whole recurrence as one operation with a hand-written backward pass
+/// ([`super::fused_gru`]); elsewhere the three hidden products fused into one
+/// `[hidden, 3 hidden]` matmul per step and the states stacked once at the end.
 #[derive(Module, Debug)]
 pub struct FastGru {
     /// Input projection `[d_input, 3 d_hidden]` (update | reset | new).
@@ -56,7 +57,37 @@ impl FastGru {
         let [b, f, _] = x.dims();
         let h_dim = self.d_hidden;
         let projected = self.input.forward(x); // [B, F, 3H]
-        let mut h = h0.unwrap_or_else(|| Tensor::<2>::zeros([b, h_dim], &projected.device()));
+        let device = projected.device();
+        let h = h0.unwrap_or_else(|| Tensor::<2>::zeros([b, h_dim], &device));
+        let bias = match &self.hidden.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([3 * h_dim], &device),
+        };
+        let fused = super::fused_gru::recurrence(
+            projected.clone(),
+            self.hidden.weight.val(),
+            bias,
+            h.clone(),
+        );
+        match fused {
+            Some(states) if f > 0 => {
+                let last = states.clone().slice([0..b, f - 1..f, 0..h_dim]);
+                (states, last.reshape([b, h_dim]))
+            }
+            Some(states) => (states, h),
+            None => self.composed_recurrence(projected, h),
+        }
+    }
+
+    /// The recurrence from tensor ops, frame by frame (autodiff derives the backward pass):
+    /// `projected: [B, F, 3H]`, `h: [B, H]` -> (states `[B, F, H]`, last state).
+    pub(super) fn composed_recurrence(
+        &self,
+        projected: Tensor<3>,
+        mut h: Tensor<2>,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let [b, f, _] = projected.dims();
+        let h_dim = self.d_hidden;
         let mut states = Vec::with_capacity(f);
         for xt in unbind_frames(projected) {
             let ht = self.hidden.forward(h.clone()); // [B, 3H]

@@ -4,6 +4,7 @@
 //! [`Transformer`]) followed by [`ControlHeads`], linear projections to [`RawControls`]; the
 //! synthesizer owns their scaling.
 
+mod fused_gru;
 mod gru;
 mod heads;
 mod inputs;

@@ -268,6 +268,107 @@ fn fast_gru_input_gradients_match_finite_differences() {
     );
 }
 
+/// The fused recurrence (flex) against the same maths from tensor ops, at a small shape and
+/// at one large enough for its threaded paths: states, last state and every gradient.
+#[test]
+fn fused_gru_equals_composed_ops_forward_and_gradients() {
+    let device = flex_ad();
+    for (b, f, d_in, h) in [(2, 11, 3, 4), (8, 5, 7, 512)] {
+        let gru = FastGruConfig::new(d_in, h).init(&device);
+        let x = from_vec(rand_vec(b * f * d_in, 51, -1.0, 1.0), [b, f, d_in], &device);
+        let h0 = from_vec(rand_vec(b * h, 52, -0.5, 0.5), [b, h], &device);
+        // The fused operation is what flex runs, with and without autodiff.
+        for device in [device.clone(), Device::flex()] {
+            let fused = super::fused_gru::recurrence(
+                Tensor::zeros([b, f, 3 * h], &device),
+                Tensor::zeros([h, 3 * h], &device),
+                Tensor::zeros([3 * h], &device),
+                Tensor::zeros([b, h], &device),
+            );
+            assert!(fused.is_some());
+        }
+        let w = from_vec(rand_vec(b * f * h, 53, -1.0, 1.0), [b, f, h], &device);
+        let w_last = from_vec(rand_vec(b * h, 54, -1.0, 1.0), [b, h], &device);
+        let run = |fused: bool| {
+            let (x, h0) = (x.clone().require_grad(), h0.clone().require_grad());
+            let (states, last) = if fused {
+                gru.forward_from(x.clone(), Some(h0.clone()))
+            } else {
+                gru.composed_recurrence(gru.input.forward(x.clone()), h0.clone())
+            };
+            let loss = (states.clone() * w.clone()).sum() + (last.clone() * w_last.clone()).sum();
+            let grads = loss.backward();
+            let grad = |t: Tensor<2>| to_vec(t.grad(&grads).unwrap());
+            let grad1 = |t: Tensor<1>| to_vec(t.grad(&grads).unwrap());
+            vec![
+                ("states", to_vec(states)),
+                ("last", to_vec(last)),
+                ("d x", to_vec(x.grad(&grads).unwrap())),
+                ("d h0", grad(h0)),
+                ("d input weight", grad(gru.input.weight.val())),
+                (
+                    "d input bias",
+                    grad1(gru.input.bias.as_ref().unwrap().val()),
+                ),
+                ("d hidden weight", grad(gru.hidden.weight.val())),
+                (
+                    "d hidden bias",
+                    grad1(gru.hidden.bias.as_ref().unwrap().val()),
+                ),
+            ]
+        };
+        for ((what, fused), (_, composed)) in run(true).into_iter().zip(run(false)) {
+            let reference: Vec<f64> = composed.iter().map(|&v| v as f64).collect();
+            crate::testing::assert_close(&fused, &reference, 1e-5, &format!("{what} at h {h}"));
+        }
+    }
+}
+
+#[test]
+fn fused_gru_state_and_weight_gradients_match_finite_differences() {
+    let device = flex_ad();
+    let (b, f, d_in, h) = (2, 7, 3, 4);
+    let gru = FastGruConfig::new(d_in, h).init(&device);
+    let x = from_vec(rand_vec(b * f * d_in, 61, -1.0, 1.0), [b, f, d_in], &device);
+    let w = from_vec(rand_vec(b * f * h, 62, -1.0, 1.0), [b, f, h], &device);
+    let h0 = rand_vec(b * h, 63, -0.8, 0.8);
+    crate::testing::check_gradient(
+        |h0: Tensor<2>| (gru.forward_from(x.clone(), Some(h0)).0 * w.clone()).sum(),
+        &h0,
+        [b, h],
+        &(0..b * h).collect::<Vec<_>>(),
+        1e-2,
+        2e-3,
+    );
+    let u0 = to_vec(gru.hidden.weight.val());
+    let h0 = from_vec(h0, [b, h], &device);
+    crate::testing::check_gradient(
+        |u: Tensor<2>| {
+            let mut g = gru.clone();
+            g.hidden.weight = Param::from_tensor(u);
+            (g.forward_from(x.clone(), Some(h0.clone())).0 * w.clone()).sum()
+        },
+        &u0,
+        [h, 3 * h],
+        &(0..h * 3 * h).step_by(5).collect::<Vec<_>>(),
+        1e-2,
+        2e-3,
+    );
+    let c0 = to_vec(gru.hidden.bias.as_ref().unwrap().val());
+    crate::testing::check_gradient(
+        |c: Tensor<1>| {
+            let mut g = gru.clone();
+            g.hidden.bias = Some(Param::from_tensor(c));
+            (g.forward_from(x.clone(), Some(h0.clone())).0 * w.clone()).sum()
+        },
+        &c0,
+        [3 * h],
+        &(0..3 * h).collect::<Vec<_>>(),
+        1e-2,
+        2e-3,
+    );
+}
+
 struct GradCheck<'a> {
     grads: &'a burn::tensor::Gradients,
     params: usize,

@@ -70,6 +70,47 @@ pub struct Spectrograms {
     pub log_magnitudes: Vec<Tensor<3>>,
 }
 
+impl Spectrograms {
+    /// Bytes these spectrograms hold (f32).
+    pub fn bytes(&self) -> usize {
+        self.magnitudes
+            .iter()
+            .chain(&self.log_magnitudes)
+            .map(|t| t.dims().iter().product::<usize>() * 4)
+            .sum()
+    }
+
+    /// The spectrograms of several signals, stacked along the batch axis in order.
+    pub fn cat(items: Vec<Spectrograms>) -> Spectrograms {
+        let scales = items.first().map_or(0, |s| s.magnitudes.len());
+        let stack = |get: fn(&Spectrograms) -> &Vec<Tensor<3>>| {
+            (0..scales)
+                .map(|i| Tensor::cat(items.iter().map(|s| get(s)[i].clone()).collect(), 0))
+                .collect()
+        };
+        Spectrograms {
+            magnitudes: stack(|s| &s.magnitudes),
+            log_magnitudes: stack(|s| &s.log_magnitudes),
+        }
+    }
+
+    /// The spectrograms of batch item `i`.
+    pub fn item(&self, i: usize) -> Spectrograms {
+        let pick = |v: &Vec<Tensor<3>>| {
+            v.iter()
+                .map(|t| {
+                    let [_, f, b] = t.dims();
+                    t.clone().slice([i..i + 1, 0..f, 0..b])
+                })
+                .collect()
+        };
+        Spectrograms {
+            magnitudes: pick(&self.magnitudes),
+            log_magnitudes: pick(&self.log_magnitudes),
+        }
+    }
+}
+
 /// The two unweighted terms, each summed over scales: `[1]` tensors.
 #[derive(Clone, Debug)]
 pub struct SpectralTerms {

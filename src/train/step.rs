@@ -9,7 +9,7 @@ use super::profile::{Phase, PhaseProfiler};
 use crate::config::{Config, GradClipMode};
 use crate::data::Batch;
 use crate::dsp::to_vec;
-use crate::loss::{LossReport, Objective, Spectrograms};
+use crate::loss::{LossReport, Objective, SpectralLoss, Spectrograms};
 use crate::model::{DdspModel, ModelOutput};
 use crate::schedule::Schedule;
 
@@ -60,9 +60,8 @@ pub struct StepRunner {
     temperature: Schedule,
     clip: Clip,
     seed: u64,
-    /// Keep the first batch's target spectrograms (`fixedBatch`: the same batch every step).
-    fixed_batch: bool,
-    fixed_targets: Option<Spectrograms>,
+    /// Target spectrograms of the chunks seen, kept across steps.
+    targets: TargetCache,
     profiler: Option<PhaseProfiler>,
 }
 
@@ -89,8 +88,7 @@ impl StepRunner {
                 threshold: config.grad_clip,
             },
             seed: config.seed,
-            fixed_batch: config.fixed_batch,
-            fixed_targets: None,
+            targets: TargetCache::new(config.target_cache_mb << 20),
             profiler: None,
         }
     }
@@ -147,16 +145,18 @@ impl StepRunner {
             let seed =
                 self.seed ^ ((step * micro_batches + micro) as u64).wrapping_mul(0x9E37_79B9);
             let report = self.losses(&batch, step, seed);
-            let values = report.values();
             self.mark(Phase::Forward);
+            // Backward is queued before the values are read back, so a GPU keeps working
+            // through the one sync of the micro-batch.
+            let loss = report.total.clone().div_scalar(micro_batches as f64);
+            let grads = GradientsParams::from_grads(loss.backward(), self.model());
+            let values = report.values();
             if values.iter().any(|(_, v)| !v.is_finite()) {
                 return StepOutcome::Skipped {
                     grad_norm: f32::NAN,
                 };
             }
             add_mean(&mut sums, &values, micro_batches);
-            let loss = report.total.div_scalar(micro_batches as f64);
-            let grads = GradientsParams::from_grads(loss.backward(), self.model());
             accumulator.accumulate(self.model(), grads);
             self.mark(Phase::Backward);
         }
@@ -167,18 +167,15 @@ impl StepRunner {
 
     /// Forward one micro-batch and evaluate the objective on it.
     fn losses(&mut self, batch: &Batch, step: usize, seed: u64) -> LossReport {
-        if self.fixed_batch && self.fixed_targets.is_none() && self.objective.uses_spectral() {
-            self.fixed_targets = Some(
-                self.objective
-                    .spectral
-                    .target_spectrograms(batch.audio.clone()),
-            );
-        }
+        let targets = self
+            .objective
+            .uses_spectral()
+            .then(|| self.targets.get(&self.objective.spectral, batch));
         let out = forward_batch(self.model(), batch, self.temperature(step), seed);
         self.objective.evaluate(
             out.audio.audio,
             batch.audio.clone(),
-            self.fixed_targets.as_ref(),
+            targets.as_ref(),
             Some(out.controls.distribution),
             step,
         )
@@ -235,6 +232,48 @@ impl StepRunner {
             self.model.expect("the model is only taken inside a step"),
             self.optimizer,
         )
+    }
+}
+
+/// The target spectrograms of batch items by audio fingerprint, computed once and kept while
+/// they fit in a memory budget (beyond it they are computed every step).
+struct TargetCache {
+    budget: usize,
+    used: usize,
+    by_key: std::collections::HashMap<u64, Spectrograms>,
+}
+
+impl TargetCache {
+    fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            used: 0,
+            by_key: Default::default(),
+        }
+    }
+
+    /// The batch's target spectrograms, from the cache where it has them.
+    fn get(&mut self, spectral: &SpectralLoss, batch: &Batch) -> Spectrograms {
+        if self.budget == 0 {
+            return spectral.target_spectrograms(batch.audio.clone());
+        }
+        let missing: Vec<usize> = (0..batch.keys.len())
+            .filter(|&i| !self.by_key.contains_key(&batch.keys[i]))
+            .collect();
+        if !missing.is_empty() {
+            let all = spectral.target_spectrograms(batch.audio.clone());
+            for &i in &missing {
+                let item = all.item(i);
+                let bytes = item.bytes();
+                if self.used + bytes > self.budget {
+                    // Full: this batch's targets as computed, the cache as it is.
+                    return all;
+                }
+                self.used += bytes;
+                self.by_key.insert(batch.keys[i], item);
+            }
+        }
+        Spectrograms::cat(batch.keys.iter().map(|k| self.by_key[k].clone()).collect())
     }
 }
 

@@ -458,3 +458,49 @@ fn a_config_without_any_loss_weight_at_some_step_is_refused_not_a_panic() {
     assert!(err.contains("every loss weight is 0 at step 0"), "{err}");
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+#[test]
+fn cached_target_spectrograms_give_the_same_steps_as_computed_ones() {
+    let device = Device::flex().autodiff();
+    let (b, n, f) = (2, 4096, 32);
+    let batch = |seed: u32| {
+        let wave = |i: usize| (i as f32 * 0.013 * (seed + 1) as f32).sin() * 0.4;
+        Batch::from_host(
+            (0..b * n).map(wave).collect(),
+            vec![200.0 + 50.0 * seed as f32; b * f],
+            vec![-20.0; b * f],
+            vec![1.0; b * f],
+            b,
+            &device,
+        )
+    };
+    // Two batches with the same ids ("0", "1") but different audio: the cache must tell them
+    // apart by content.
+    let (one, two) = (batch(0), batch(1));
+    assert_eq!(one.ids, two.ids);
+    assert_ne!(one.keys, two.keys);
+    let run = |cache_mb: &str| {
+        let mut c = config();
+        c.target_cache_mb = cache_mb.parse().unwrap();
+        let mut runner = StepRunner::new(&c, &device);
+        [&one, &two, &one, &two]
+            .iter()
+            .enumerate()
+            .map(|(step, batch)| runner.step([(*batch).clone()], step, 1e-3))
+            .collect::<Vec<_>>()
+    };
+    let (cached, computed) = (run("64"), run("0"));
+    for (a, b) in cached.iter().zip(&computed) {
+        let (StepOutcome::Applied { losses: la, .. }, StepOutcome::Applied { losses: lb, .. }) =
+            (a, b)
+        else {
+            panic!("a step was skipped: {a:?} {b:?}");
+        };
+        for ((name, x), (_, y)) in la.iter().zip(lb) {
+            assert!(
+                (x - y).abs() <= 1e-6 * y.abs().max(1.0),
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+}
