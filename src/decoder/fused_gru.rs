@@ -9,6 +9,7 @@
 //! [`recurrence`] runs on flex, with or without autodiff; elsewhere it answers `None` and the
 //! caller composes tensor ops, which Burn's fusion compiles into GPU kernels.
 
+use crate::dsp::host::{Mat, all_f32_on_flex, matmul, values};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -16,9 +17,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// `h_t` for every frame, `[B, F, H]`, from the input projections `projected: [B, F, 3H]`
 /// (update | reset | new, input bias included), the hidden projection `weight: [H, 3H]` and
@@ -30,13 +30,12 @@ pub fn recurrence(
     bias: Tensor<1>,
     h0: Tensor<2>,
 ) -> Option<Tensor<3>> {
-    let f32_on_flex =
-        |dtype: DType, device: Device| dtype == DType::F32 && device.inner() == Device::flex();
-    let all_f32_on_flex = f32_on_flex(projected.dtype(), projected.device())
-        && f32_on_flex(weight.dtype(), weight.device())
-        && f32_on_flex(bias.dtype(), bias.device())
-        && f32_on_flex(h0.dtype(), h0.device());
-    if !all_f32_on_flex {
+    if !all_f32_on_flex(&[
+        (projected.dtype(), projected.device()),
+        (weight.dtype(), weight.device()),
+        (bias.dtype(), bias.device()),
+        (h0.dtype(), h0.device()),
+    ]) {
         return None;
     }
     Some(Tensor::from_dispatch(
@@ -139,19 +138,6 @@ struct Saved {
     out: Vec<f32>,
     /// `z, r, n, Un h + cn` of every frame, `[B, F, 4H]`.
     gates: Vec<f32>,
-}
-
-/// The values of a flex f32 tensor in row-major order (borrowed when contiguous).
-fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("a contiguous f32 tensor")
-                .to_vec(),
-        ),
-    }
 }
 
 impl Inputs {
@@ -378,94 +364,4 @@ where
 /// Whether a frame's gate arithmetic is worth splitting over threads.
 fn parallel_rows(batch: usize, hidden: usize) -> bool {
     batch > 1 && batch * hidden >= 4096
-}
-
-/// A matrix in a slice: element `(i, j)` at `data[i * rs + j * cs]`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// Row-major rows of `width` values.
-    fn rows(data: &'a [f32], width: usize) -> Self {
-        Self {
-            data,
-            rs: width,
-            cs: 1,
-        }
-    }
-
-    /// Whether an `rows x cols` matrix lies inside the slice.
-    fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst[m, n] = lhs[m, k] rhs[k, n]`, or `+=` with `accumulate`; `dst` is row-major with row
-/// stride `dst_rs`.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-) {
-    let dst_fits = Mat {
-        data: dst,
-        rs: dst_rs,
-        cs: 1,
-    }
-    .fits(m, n);
-    assert!(
-        dst_fits && lhs.fits(m, k) && rhs.fits(k, n),
-        "matmul bounds"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for row in dst.chunks_mut(dst_rs).take(m) {
-                row[..n].fill(0.0);
-            }
-        }
-        return;
-    }
-    let parallelism = if m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the three matrices were checked to lie inside their slices, `dst` is borrowed
-    // mutably and so overlaps neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }

@@ -157,7 +157,11 @@ impl FcStackConfig {
             })
             .collect();
         let norms = (0..self.layers)
-            .map(|_| LayerNormConfig::new(self.channels).init(device))
+            .map(|_| {
+                LayerNormConfig::new(self.channels)
+                    .with_epsilon(LAYER_NORM_EPSILON)
+                    .init(device)
+            })
             .collect();
         FcStack {
             dense,
@@ -171,7 +175,13 @@ impl FcStackConfig {
     }
 }
 
-/// DDSP's `fc_stack`: (Dense -> LayerNorm -> leaky ReLU(0.2)) repeated.
+/// `epsilon` of the stacks' LayerNorms (Burn's default).
+const LAYER_NORM_EPSILON: f64 = 1e-5;
+/// Slope of the stacks' leaky ReLU below 0 (magenta's `fc_stack`).
+const LEAKY_SLOPE: f64 = 0.2;
+
+/// DDSP's `fc_stack`: (Dense -> LayerNorm -> leaky ReLU(0.2)) repeated. On the CPU backend
+/// LayerNorm and leaky ReLU run as one operation ([`super::fused_norm`]).
 #[derive(Module, Debug)]
 pub struct FcStack {
     dense: Vec<Linear>,
@@ -188,10 +198,19 @@ impl FcStack {
 
     /// Apply the stack.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.dense
-            .iter()
-            .zip(&self.norms)
-            .fold(x, |h, (d, n)| leaky_relu(n.forward(d.forward(h)), 0.2))
+        self.dense.iter().zip(&self.norms).fold(x, |h, (d, n)| {
+            let h = d.forward(h);
+            let fused = n.beta.as_ref().and_then(|beta| {
+                super::fused_norm::norm_leaky_relu(
+                    h.clone(),
+                    n.gamma.val(),
+                    beta.val(),
+                    LAYER_NORM_EPSILON,
+                    LEAKY_SLOPE,
+                )
+            });
+            fused.unwrap_or_else(|| leaky_relu(n.forward(h), LEAKY_SLOPE))
+        })
     }
 }
 

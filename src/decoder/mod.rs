@@ -5,6 +5,7 @@
 //! synthesizer owns their scaling.
 
 mod fused_gru;
+mod fused_norm;
 mod gru;
 mod heads;
 mod inputs;

@@ -491,3 +491,65 @@ fn decoding_in_pieces_equals_one_pass() {
         assert!(worst < 1e-5, "{backbone:?}: pieces differ by {worst}");
     }
 }
+
+/// The fused LayerNorm + leaky ReLU (flex) against Burn's LayerNorm and leaky ReLU: output and
+/// the gradients of x, gamma and beta, with random gamma and beta so that rows cross 0, at a
+/// width and row count that span several parallel tasks and a partial last task.
+#[test]
+fn fused_norm_leaky_relu_equals_burn_layer_norm_and_leaky_relu() {
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::activation::leaky_relu;
+    let device = flex_ad();
+    let (b, f, d) = (3, 50, 40);
+    for dev in [device.clone(), Device::flex()] {
+        let zeros = |n| Tensor::<1>::zeros([n], &dev);
+        let fused = super::fused_norm::norm_leaky_relu(
+            Tensor::zeros([1, 2, 3], &dev),
+            zeros(3),
+            zeros(3),
+            1e-5,
+            0.2,
+        );
+        assert!(fused.is_some());
+    }
+    let x = from_vec(rand_vec(b * f * d, 71, -3.0, 2.0), [b, f, d], &device);
+    let w = from_vec(rand_vec(b * f * d, 72, -1.0, 1.0), [b, f, d], &device);
+    let mut norm = LayerNormConfig::new(d).with_epsilon(1e-3).init(&device);
+    norm.gamma = Param::from_tensor(from_vec(rand_vec(d, 73, 0.5, 1.5), [d], &device));
+    norm.beta = Some(Param::from_tensor(from_vec(
+        rand_vec(d, 74, -0.5, 0.5),
+        [d],
+        &device,
+    )));
+    let run = |fused: bool| {
+        let x = x.clone().require_grad();
+        let (gamma, beta) = (
+            norm.gamma.val().require_grad(),
+            norm.beta.as_ref().unwrap().val().require_grad(),
+        );
+        let y = if fused {
+            super::fused_norm::norm_leaky_relu(x.clone(), gamma.clone(), beta.clone(), 1e-3, 0.2)
+                .unwrap()
+        } else {
+            let mut n = norm.clone();
+            n.gamma = Param::from_tensor(gamma.clone());
+            n.beta = Some(Param::from_tensor(beta.clone()));
+            leaky_relu(n.forward(x.clone()), 0.2)
+        };
+        let grads = (y.clone() * w.clone()).sum().backward();
+        vec![
+            ("y", to_vec(y)),
+            ("d x", to_vec(x.grad(&grads).unwrap())),
+            ("d gamma", to_vec(gamma.grad(&grads).unwrap())),
+            ("d beta", to_vec(beta.grad(&grads).unwrap())),
+        ]
+    };
+    for ((what, fused), (_, composed)) in run(true).into_iter().zip(run(false)) {
+        let reference: Vec<f64> = composed.iter().map(|&v| v as f64).collect();
+        assert!(
+            reference.iter().any(|v| *v < 0.0) && reference.iter().any(|v| *v > 0.0),
+            "{what}: one-signed"
+        );
+        crate::testing::assert_close(&fused, &reference, 1e-5, what);
+    }
+}

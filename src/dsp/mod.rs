@@ -4,7 +4,8 @@
 //! Conventions: frame-rate controls are `[batch, frames, channels]`, audio is
 //! `[batch, samples]`, and frame `i` sits at sample `i * hop` (frames are centred on their
 //! sample, as the feature extractor produces them). Every function works on any device and
-//! under autodiff; none loops over frames or harmonics on the host.
+//! under autodiff, composed of tensor ops; on the CPU backend the oscillator bank runs as one
+//! host operation instead ([`oscillator`]), with the same maths.
 
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::module::conv1d;
@@ -388,11 +389,22 @@ pub fn harmonic_synthesis_from(
         sample_rate,
         method,
         phase,
-        MAX_BLOCK_BYTES,
+        Bank::Fused,
     )
 }
 
-/// [`harmonic_synthesis_from`] with a given bound on the per-block sine buffer, bytes.
+/// How [`harmonic_synthesis_blocked`] renders the bank.
+#[derive(Clone, Copy, Debug)]
+enum Bank {
+    /// [`oscillator::bank`] where it applies (flex), else composed with [`MAX_BLOCK_BYTES`].
+    Fused,
+    /// Composed tensor ops, in blocks whose sine buffer stays within the given bytes (the
+    /// tests' way to run the composed path on flex).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Composed(usize),
+}
+
+/// [`harmonic_synthesis_from`], with the bank rendered as `bank` says.
 fn harmonic_synthesis_blocked(
     f0_hz: Tensor<2>,
     harmonic_amplitudes: Tensor<3>,
@@ -400,7 +412,7 @@ fn harmonic_synthesis_blocked(
     sample_rate: f64,
     method: AmpResample,
     phase: Option<Tensor<2, Int>>,
-    max_block_bytes: usize,
+    bank: Bank,
 ) -> (Tensor<2>, Tensor<2, Int>) {
     let [b, frames, k] = harmonic_amplitudes.dims();
     let f = frames - 1;
@@ -424,6 +436,24 @@ fn harmonic_synthesis_blocked(
         + (before.clone() - before.detach());
     let current = f0_hz.clone().slice([0..b, 0..f]);
     let slope = f0_hz.slice([0..b, 1..f + 1]) - current.clone();
+    let max_block_bytes = match bank {
+        Bank::Fused => {
+            let fused = oscillator::bank(
+                start_cycles.clone(),
+                current.clone(),
+                slope.clone(),
+                harmonic_amplitudes.clone(),
+                hop,
+                sample_rate,
+                method,
+            );
+            if let Some(audio) = fused {
+                return (audio, end);
+            }
+            MAX_BLOCK_BYTES
+        }
+        Bank::Composed(bytes) => bytes,
+    };
     // Per sample r of a frame: r + 1, r (r + 1) / (2 hop) and r / hop, as [1, 1, hop].
     let row = |v: Vec<f32>| from_vec(v, [1, 1, hop], &device);
     let ramp = row(upsample_weights(hop, AmpResample::Linear));
@@ -715,5 +745,7 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+pub(crate) mod host;
+pub mod oscillator;
 #[cfg(test)]
 mod tests;

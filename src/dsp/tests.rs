@@ -535,7 +535,7 @@ fn blocked_harmonic_synthesis_equals_one_block() {
                 16000.0,
                 AmpResample::Window,
                 None,
-                max_bytes,
+                Bank::Composed(max_bytes),
             )
             .0,
         )
@@ -759,4 +759,121 @@ fn causal_smoothing_continues_across_pieces() {
     for (i, (p, w)) in pieced.iter().zip(&whole).enumerate() {
         assert!((p - w).abs() < 1e-6, "element {i}: {p} vs {w}");
     }
+}
+
+/// The fused bank (flex) against the same maths from tensor ops: audio, end phase and the
+/// gradients of f0, amplitudes and the starting phase, with harmonics crossing Nyquist, a hop
+/// that is not a multiple of the kernel's eight lanes, f0 at 0 and both crossfades.
+#[test]
+fn fused_oscillator_bank_equals_composed_ops_forward_and_gradients() {
+    let device = crate::testing::flex_ad();
+    // The fused operation is what flex runs, with and without autodiff.
+    for d in [device.clone(), flex()] {
+        let z2 = || Tensor::<2>::zeros([1, 2], &d);
+        let bank = oscillator::bank(
+            z2(),
+            z2(),
+            z2(),
+            Tensor::zeros([1, 3, 4], &d),
+            8,
+            16e3,
+            AmpResample::Linear,
+        );
+        assert!(bank.is_some());
+    }
+    for (b, frames, k, hop, method) in [
+        (2, 9, 60, 20, AmpResample::Window),
+        (3, 40, 12, 64, AmpResample::Linear),
+    ] {
+        let sr = 16000.0;
+        let mut f0 = rand_vec(b * frames, 101, 60.0, 2500.0);
+        f0[3] = 0.0;
+        let amps = rand_vec(b * frames * k, 102, 0.0, 0.2);
+        let phase0: Vec<i64> = (0..b as i64).map(|i| i * 5_000_000 + 12_345).collect();
+        let w = rand_vec(b * frames * hop, 103, -1.0, 1.0);
+        let run = |bank: Bank| {
+            let f0 = from_vec(f0.clone(), [b, frames], &device).require_grad();
+            let a = from_vec(amps.clone(), [b, frames, k], &device).require_grad();
+            let f0_held =
+                hold_last_frame(f0.clone().reshape([b, frames, 1])).reshape([b, frames + 1]);
+            let p0 = Tensor::<2, Int>::from_data(TensorData::new(phase0.clone(), [b, 1]), &device);
+            let (audio, end) = harmonic_synthesis_blocked(
+                f0_held,
+                hold_last_frame(a.clone()),
+                hop,
+                sr,
+                method,
+                Some(p0),
+                bank,
+            );
+            let loss = (audio.clone() * from_vec(w.clone(), [b, frames * hop], &device)).sum();
+            let grads = loss.backward();
+            let end: Vec<f32> = end.into_data().iter::<i64>().map(|v| v as f32).collect();
+            vec![
+                ("audio", to_vec(audio)),
+                ("end phase", end),
+                ("d f0", to_vec(f0.grad(&grads).unwrap())),
+                ("d amplitudes", to_vec(a.grad(&grads).unwrap())),
+            ]
+        };
+        for ((what, fused), (_, composed)) in run(Bank::Fused)
+            .into_iter()
+            .zip(run(Bank::Composed(MAX_BLOCK_BYTES)))
+        {
+            let reference: Vec<f64> = composed.iter().map(|&v| v as f64).collect();
+            let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{what} is all zeros");
+            // Relative to the largest value (assert_close scales by it, floored at 1).
+            let tol = 2e-4 * scale.min(1.0);
+            crate::testing::assert_close(
+                &fused,
+                &reference,
+                tol,
+                &format!("{what}, k {k}, hop {hop}"),
+            );
+        }
+    }
+}
+
+/// The host kernel rendering a frame in pieces (the streaming engine's use) equals the frame
+/// rendered whole, and both equal the formula evaluated per harmonic in `f64`.
+#[test]
+fn oscillator_frame_in_pieces_equals_whole_and_formula() {
+    let (hop, k, sr) = (50, 30, 16000.0);
+    let osc = oscillator::Oscillator::new(hop, sr, AmpResample::Window);
+    let amplitudes = rand_vec(k, 111, 0.0, 0.3);
+    let next = rand_vec(k, 112, 0.0, 0.3);
+    let frame = oscillator::Frame {
+        start: 0.37,
+        f0: 310.0,
+        slope: 95.0,
+        amplitudes: &amplitudes,
+        next: &next,
+    };
+    let mut whole = vec![0.0f32; hop];
+    osc.render(&frame, 0..hop, &mut whole);
+    let mut pieces = vec![0.0f32; hop];
+    for (a, b) in [(0, 3), (3, 17), (17, 18), (18, 50)] {
+        osc.render(&frame, a..b, &mut pieces[a..b]);
+    }
+    assert_eq!(whole, pieces);
+    let weights = upsample_weights(hop, AmpResample::Window);
+    let reference: Vec<f64> = (0..hop)
+        .map(|r| {
+            let rf = r as f64;
+            let (f0, slope) = (310.0, 95.0);
+            let phase =
+                0.37 + ((rf + 1.0) * f0 + rf * (rf + 1.0) / (2.0 * hop as f64) * slope) / sr;
+            let freq = f0 + slope * rf / hop as f64;
+            (0..k)
+                .filter(|h| (h + 1) as f64 * freq < sr / 2.0)
+                .map(|h| {
+                    let amp = amplitudes[h] as f64 * (1.0 - weights[r] as f64)
+                        + next[h] as f64 * weights[r] as f64;
+                    amp * (2.0 * PI * (h + 1) as f64 * phase).sin()
+                })
+                .sum()
+        })
+        .collect();
+    assert_close(&whole, &reference, 1e-5, "oscillator frame");
 }

@@ -9,6 +9,10 @@ use burn::tensor::{Device, Tensor};
 use super::SpectralLossMode;
 use serde::{Deserialize, Serialize};
 
+mod fused;
+#[cfg(test)]
+pub(crate) use fused::terms as fused_terms;
+
 /// How the log-magnitude term takes logarithms (`spectralLogForm`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -246,6 +250,18 @@ impl SpectralLoss {
 
     /// Both terms for a prediction against precomputed target spectrograms.
     pub fn forward_with_target(
+        &self,
+        prediction: Tensor<2>,
+        target: &Spectrograms,
+    ) -> SpectralTerms {
+        if let Some(terms) = fused::terms(self, prediction.clone(), target) {
+            return terms;
+        }
+        self.composed_terms(prediction, target)
+    }
+
+    /// [`Self::forward_with_target`] from tensor ops (any device).
+    pub(crate) fn composed_terms(
         &self,
         prediction: Tensor<2>,
         target: &Spectrograms,

@@ -298,3 +298,69 @@ fn spectral_loss_agrees_on_flex_and_wgpu() {
         "{a:?} vs {b:?}"
     );
 }
+
+/// The fused loss (flex) against the same maths from tensor ops: both terms and the gradient
+/// of a weighted sum of them, for every norm and logarithm form, several items, a length
+/// that is no multiple of the hops, and FFT sizes longer than the signal.
+#[test]
+fn fused_spectral_loss_equals_composed_ops() {
+    let device = crate::testing::flex_ad();
+    let (b, n) = (3, 700);
+    let p = rand_vec(b * n, 11, -1.0, 1.0);
+    let mut t = rand_vec(b * n, 12, -1.0, 1.0);
+    t[..300].fill(0.0); // silent target frames: magnitudes of 0 reach every log form's edge
+    for mode in [SpectralLossMode::L1, SpectralLossMode::L2] {
+        for form in [
+            SpectralLogForm::PlusEps,
+            SpectralLogForm::SafeLog,
+            SpectralLogForm::MaxEps,
+        ] {
+            let loss = SpectralLossConfig::new(vec![1024, 256, 64, 16])
+                .with_mode(mode)
+                .with_log_form(form)
+                .with_power_floor(if form == SpectralLogForm::PlusEps {
+                    1e-12
+                } else {
+                    0.0
+                })
+                .init(&device);
+            let target = loss.target_spectrograms(from_vec(t.clone(), [b, n], &device));
+            let run = |fused: bool| {
+                let x = from_vec(p.clone(), [b, n], &device).require_grad();
+                let terms = if fused {
+                    spectral::fused_terms(&loss, x.clone(), &target).expect("flex runs fused")
+                } else {
+                    loss.composed_terms(x.clone(), &target)
+                };
+                let total = terms.magnitude.clone() + terms.log_magnitude.clone().mul_scalar(0.3);
+                let grads = total.backward();
+                (
+                    to_vec(terms.magnitude)[0] as f64,
+                    to_vec(terms.log_magnitude)[0] as f64,
+                    to_vec(x.grad(&grads).unwrap()),
+                )
+            };
+            let (fused, composed) = (run(true), run(false));
+            let what = format!("{mode:?} {form:?}");
+            assert!(
+                (fused.0 - composed.0).abs() < 1e-5 * composed.0,
+                "{what} magnitude: {} vs {}",
+                fused.0,
+                composed.0
+            );
+            assert!(
+                (fused.1 - composed.1).abs() < 1e-5 * composed.1,
+                "{what} log: {} vs {}",
+                fused.1,
+                composed.1
+            );
+            let reference: Vec<f64> = composed.2.iter().map(|&v| v as f64).collect();
+            let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{what}: zero gradient");
+            // Relative to the largest gradient (assert_close scales by it, floored at 1). The
+            // log term weighs quiet bins by 1 / (|X| + eps), so two FFTs' f32 rounding of a
+            // near-silent bin moves the gradient of its frame by up to ~1e-4 of the largest.
+            crate::testing::assert_close(&fused.2, &reference, 5e-4 * scale.min(1.0), &what);
+        }
+    }
+}
