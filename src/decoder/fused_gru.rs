@@ -202,21 +202,8 @@ impl Inputs {
             let item = |i: usize, out_i: &mut [f32], gates_i: &mut [f32], state_i: &mut [f32]| {
                 let x = &xp[(i * f + t) * g..][..g];
                 let p = &hp[i * g..][..g];
-                let o = &mut out_i[t * h..][..h];
-                let s = &mut gates_i[t * 4 * h..][..4 * h];
-                for j in 0..h {
-                    let z = sigmoid(x[j] + p[j]);
-                    let r = sigmoid(x[h + j] + p[h + j]);
-                    let hn = p[2 * h + j];
-                    let n = (x[2 * h + j] + r * hn).tanh();
-                    let next = n + z * (state_i[j] - n);
-                    state_i[j] = next;
-                    o[j] = next;
-                    s[j] = z;
-                    s[h + j] = r;
-                    s[2 * h + j] = n;
-                    s[3 * h + j] = hn;
-                }
+                gru_row(x, p, state_i, &mut gates_i[t * 4 * h..][..4 * h]);
+                out_i[t * h..][..h].copy_from_slice(state_i);
             };
             let widths = [f * h, f * 4 * h, h];
             per_item(
@@ -331,6 +318,24 @@ impl Backward<Flex, 4> for RecurrenceBackward {
                 FlexTensor::from_data(TensorData::new(carry, [b, h])),
             );
         }
+    }
+}
+
+/// One GRU step of one row: `x` the input projection (`[3H]`, update | reset | new, input
+/// bias included), `p = U h + c` (`[3H]`); updates `state` (`[H]`) to the new `h` and writes
+/// `z, r, n, Un h + cn` to `gates` (`[4H]`). Also the streaming decoder's step.
+pub(super) fn gru_row(x: &[f32], p: &[f32], state: &mut [f32], gates: &mut [f32]) {
+    let h = state.len();
+    for j in 0..h {
+        let z = sigmoid(x[j] + p[j]);
+        let r = sigmoid(x[h + j] + p[h + j]);
+        let hn = p[2 * h + j];
+        let n = (x[2 * h + j] + r * hn).tanh();
+        state[j] = n + z * (state[j] - n);
+        gates[j] = z;
+        gates[h + j] = r;
+        gates[2 * h + j] = n;
+        gates[3 * h + j] = hn;
     }
 }
 

@@ -143,17 +143,29 @@ impl Inputs {
             .zip(x.par_chunks(d * ROWS_PER_TASK))
             .for_each(|((out, stats), x)| {
                 for ((y, s), x) in out.chunks_mut(d).zip(stats).zip(x.chunks(d)) {
-                    *s = row_stats(x, self.epsilon);
-                    let [mean, rstd] = *s;
-                    for j in 0..d {
-                        let z = (x[j] - mean) * rstd * gamma[j] + beta[j];
-                        y[j] = if z < 0.0 { z * self.slope } else { z };
-                    }
+                    *s = norm_leaky_relu_row(x, &gamma, &beta, [self.epsilon, self.slope], y);
                 }
             });
         let shape = self.x.shape();
         (FlexTensor::from_data(TensorData::new(out, shape)), stats)
     }
+}
+
+/// One row of [`norm_leaky_relu`] into `y`, with `[epsilon, slope]`; returns the row's
+/// `(mean, 1 / sqrt(variance + epsilon))`. Also the streaming decoder's layer tail.
+pub(super) fn norm_leaky_relu_row(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    [epsilon, slope]: [f32; 2],
+    y: &mut [f32],
+) -> [f32; 2] {
+    let [mean, rstd] = row_stats(x, epsilon);
+    for j in 0..x.len() {
+        let z = (x[j] - mean) * rstd * gamma[j] + beta[j];
+        y[j] = if z < 0.0 { z * slope } else { z };
+    }
+    [mean, rstd]
 }
 
 /// `(mean, 1 / sqrt(variance + epsilon))` of a row, accumulated in `f64`.

@@ -176,16 +176,16 @@ impl FcStackConfig {
 }
 
 /// `epsilon` of the stacks' LayerNorms (Burn's default).
-const LAYER_NORM_EPSILON: f64 = 1e-5;
+pub(super) const LAYER_NORM_EPSILON: f64 = 1e-5;
 /// Slope of the stacks' leaky ReLU below 0 (magenta's `fc_stack`).
-const LEAKY_SLOPE: f64 = 0.2;
+pub(super) const LEAKY_SLOPE: f64 = 0.2;
 
 /// DDSP's `fc_stack`: (Dense -> LayerNorm -> leaky ReLU(0.2)) repeated. On the CPU backend
 /// LayerNorm and leaky ReLU run as one operation ([`super::fused_norm`]).
 #[derive(Module, Debug)]
 pub struct FcStack {
-    dense: Vec<Linear>,
-    norms: Vec<LayerNorm>,
+    pub(super) dense: Vec<Linear>,
+    pub(super) norms: Vec<LayerNorm>,
     #[module(skip)]
     d_output: usize,
 }
@@ -259,9 +259,9 @@ impl RnnFcConfig {
 /// GRU output concatenated with the stacks, and an output FC stack.
 #[derive(Module, Debug)]
 pub struct RnnFc {
-    stacks: Vec<FcStack>,
-    gru: FastGru,
-    out: FcStack,
+    pub(super) stacks: Vec<FcStack>,
+    pub(super) gru: FastGru,
+    pub(super) out: FcStack,
 }
 
 impl RnnFc {

@@ -33,9 +33,9 @@ impl HeadsConfig {
 /// Three linear projections: harmonic amplitude (1), distribution (`K`) and noise.
 #[derive(Module, Debug)]
 pub struct ControlHeads {
-    amplitude: Linear,
-    distribution: Linear,
-    noise: Linear,
+    pub(super) amplitude: Linear,
+    pub(super) distribution: Linear,
+    pub(super) noise: Linear,
 }
 
 impl ControlHeads {

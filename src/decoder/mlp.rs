@@ -33,7 +33,7 @@ impl MlpConfig {
 /// `x -> tanh(W x + b)` repeated: `[B, F, d_input]` -> `[B, F, hidden]`, frame by frame.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    layers: Vec<Linear>,
+    pub(super) layers: Vec<Linear>,
 }
 
 impl Mlp {

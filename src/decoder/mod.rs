@@ -4,6 +4,7 @@
 //! [`Transformer`]) followed by [`ControlHeads`], linear projections to [`RawControls`]; the
 //! synthesizer owns their scaling.
 
+mod frame;
 mod fused_gru;
 mod fused_norm;
 mod gru;
@@ -12,6 +13,7 @@ mod inputs;
 mod mlp;
 mod transformer;
 
+pub use frame::{FrameDecoder, RawFrames};
 pub use gru::{FastGru, FastGruConfig, FcStack, FcStackConfig, RnnFc, RnnFcConfig};
 pub use heads::{ControlHeads, HeadsConfig};
 pub use inputs::{decoder_inputs, decoder_inputs_from, input_features};

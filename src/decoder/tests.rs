@@ -553,3 +553,64 @@ fn fused_norm_leaky_relu_equals_burn_layer_norm_and_leaky_relu() {
         crate::testing::assert_close(&fused, &reference, 1e-5, what);
     }
 }
+
+/// The host decoder, fed pieces of frames of several sizes, equals the tensor decoder on all
+/// frames at once: GRU trunks with and without FC stacks, the MLP, with and without delta
+/// features; after `reset` it starts over. The transformer has no frame-by-frame form.
+#[test]
+fn frame_decoder_in_pieces_equals_the_tensor_decoder() {
+    let device = Device::flex();
+    let f = 23;
+    let mut f0 = rand_vec(f, 121, 60.0, 900.0);
+    f0[4] = 0.0;
+    let ld = rand_vec(f, 122, -90.0, -5.0);
+    let uv = rand_vec(f, 123, 0.0, 1.0);
+    for delta in [true, false] {
+        let d_in = input_features(delta);
+        let backbones = [
+            BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 2)),
+            BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 0)),
+            BackboneConfig::Mlp(MlpConfig::new(d_in, 16).with_layers(3)),
+        ];
+        for backbone in backbones {
+            let what = format!("{:?} delta {delta}", backbone.kind());
+            let decoder = DecoderConfig::with_heads(backbone, delta, 7, 5).init(&device);
+            let raw = decoder.forward(
+                from_vec(f0.clone(), [1, f], &device),
+                from_vec(ld.clone(), [1, f], &device),
+                from_vec(uv.clone(), [1, f], &device),
+            );
+            let expected = [raw.amplitude, raw.distribution, raw.noise].map(to_vec);
+            let mut host = FrameDecoder::new(&decoder, 10).expect("frame by frame");
+            let mut out = host.output();
+            for round in 0..2 {
+                let mut got = [Vec::new(), Vec::new(), Vec::new()];
+                let mut start = 0;
+                for len in [5, 1, 10, 7] {
+                    let r = start..start + len;
+                    host.decode(&f0[r.clone()], &ld[r.clone()], &uv[r], &mut out);
+                    assert_eq!(out.frames, len);
+                    got[0].extend_from_slice(&out.amplitude[..len]);
+                    got[1].extend_from_slice(&out.distribution[..len * 7]);
+                    got[2].extend_from_slice(&out.noise[..len * 5]);
+                    start += len;
+                }
+                for (name, (g, e)) in ["amplitude", "distribution", "noise"]
+                    .iter()
+                    .zip(got.iter().zip(&expected))
+                {
+                    let reference: Vec<f64> = e.iter().map(|&v| v as f64).collect();
+                    crate::testing::assert_close(
+                        g,
+                        &reference,
+                        1e-5,
+                        &format!("{what} {name} round {round}"),
+                    );
+                }
+                host.reset();
+            }
+        }
+    }
+    let transformer = small(DecoderBackbone::Transformer, 5).init(&device);
+    assert!(FrameDecoder::new(&transformer, 4).is_none());
+}

@@ -52,7 +52,7 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst[m, n] = lhs[m, k] rhs[k, n]`, or `+=` with `accumulate`; `dst` is row-major with row
-/// stride `dst_rs`.
+/// stride `dst_rs`. Large products are split over rayon's threads.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     dst: &mut [f32],
@@ -63,6 +63,34 @@ pub(crate) fn matmul(
     lhs: Mat,
     rhs: Mat,
     accumulate: bool,
+) {
+    let parallel = m * n * k >= 1 << 18;
+    product(dst, dst_rs, [m, n, k], lhs, rhs, accumulate, parallel);
+}
+
+/// [`matmul`] on the calling thread only (the realtime path: no thread pool, no waiting).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_here(
+    dst: &mut [f32],
+    dst_rs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+) {
+    product(dst, dst_rs, [m, n, k], lhs, rhs, accumulate, false);
+}
+
+fn product(
+    dst: &mut [f32],
+    dst_rs: usize,
+    [m, n, k]: [usize; 3],
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    parallel: bool,
 ) {
     let dst_fits = Mat {
         data: dst,
@@ -85,7 +113,7 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let parallelism = if m * n * k >= 1 << 18 {
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
