@@ -13,6 +13,7 @@ use super::gru::{FcStack, LAYER_NORM_EPSILON, LEAKY_SLOPE, RnnFc};
 use super::{Backbone, Decoder, input_features};
 use crate::dsp::host::{Mat, matmul_here};
 use crate::dsp::{DB_RANGE, F0_RANGE, hz_to_midi_f64, to_vec};
+use crate::synth::RawFrames;
 use burn::nn::Linear;
 
 /// A linear layer's weights on the host: `y = x W + b`, `W: [d_in, d_out]` row-major.
@@ -209,20 +210,6 @@ enum HostBackbone {
     Gru(Box<HostRnnFc>),
 }
 
-/// Raw controls of up to `max_frames` frames, filled by [`FrameDecoder::decode`]: the first
-/// `frames` rows of each are valid.
-#[derive(Clone, Debug)]
-pub struct RawFrames {
-    /// Frames decoded by the last call.
-    pub frames: usize,
-    /// Overall harmonic amplitude, `[max_frames]`.
-    pub amplitude: Vec<f32>,
-    /// Harmonic distribution, `[max_frames, K]`.
-    pub distribution: Vec<f32>,
-    /// Raw noise controls, `[max_frames, R]`.
-    pub noise: Vec<f32>,
-}
-
 /// A [`Decoder`]'s maths on the host, frame by frame: see the module doc.
 #[derive(Clone, Debug)]
 pub struct FrameDecoder {
@@ -281,13 +268,7 @@ impl FrameDecoder {
 
     /// An output buffer for [`Self::decode`] (allocates; make it once).
     pub fn output(&self) -> RawFrames {
-        let m = self.max_frames;
-        RawFrames {
-            frames: 0,
-            amplitude: vec![0.0; m],
-            distribution: vec![0.0; m * self.heads[1].d_out],
-            noise: vec![0.0; m * self.heads[2].d_out],
-        }
+        RawFrames::new(self.max_frames, self.heads[1].d_out, self.heads[2].d_out)
     }
 
     /// Forget the past: GRU state and the deltas' previous frame, as a fresh decoder.

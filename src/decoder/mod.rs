@@ -13,7 +13,7 @@ mod inputs;
 mod mlp;
 mod transformer;
 
-pub use frame::{FrameDecoder, RawFrames};
+pub use frame::FrameDecoder;
 pub use gru::{FastGru, FastGruConfig, FcStack, FcStackConfig, RnnFc, RnnFcConfig};
 pub use heads::{ControlHeads, HeadsConfig};
 pub use inputs::{decoder_inputs, decoder_inputs_from, input_features};

@@ -58,6 +58,34 @@ pub fn exp_sigmoid_with<const D: usize>(
         .add_scalar(threshold)
 }
 
+/// Scalar forms of the element-wise formulas, for the host (streaming) path; each equals its
+/// tensor form (tested).
+pub mod scalar {
+    /// `ln(sigmoid(x))`, stable for any `x`.
+    pub fn log_sigmoid(x: f32) -> f32 {
+        if x >= 0.0 {
+            -(-x).exp().ln_1p()
+        } else {
+            x - x.exp().ln_1p()
+        }
+    }
+
+    /// `1 / (1 + exp(-x))`.
+    pub fn sigmoid(x: f32) -> f32 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// `ln(1 + exp(x))`, stable for any `x`.
+    pub fn softplus(x: f32) -> f32 {
+        x.max(0.0) + (-x.abs()).exp().ln_1p()
+    }
+
+    /// [`super::exp_sigmoid`]: `2 sigmoid(x)^ln(10) + 1e-7`.
+    pub fn exp_sigmoid(x: f32) -> f32 {
+        2.0 * (std::f32::consts::LN_10 * log_sigmoid(x)).exp() + 1e-7
+    }
+}
+
 /// [`exp_sigmoid_with`] with DDSP's defaults: exponent 10, max value 2, threshold 1e-7.
 pub fn exp_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     exp_sigmoid_with(x, 10.0, 2.0, 1e-7)

@@ -75,11 +75,11 @@ pub struct Harmonic {
     #[module(skip)]
     amp_resample: AmpResample,
     #[module(skip)]
-    scaling: HarmonicScaling,
+    pub(super) scaling: HarmonicScaling,
     #[module(skip)]
-    softmax_amp_floor: f64,
+    pub(super) softmax_amp_floor: f64,
     #[module(skip)]
-    gain_db: (f64, f64),
+    pub(super) gain_db: (f64, f64),
 }
 
 impl Harmonic {

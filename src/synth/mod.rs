@@ -6,12 +6,14 @@
 //! into [`SynthControls`] (each synthesizer owns its scaling, then optional causal smoothing),
 //! and [`Synth::forward`] renders scaled controls as a pure function of them.
 
+mod frame;
 mod harmonic;
 mod noise;
 mod pieces;
 mod reverb;
 mod smoothing;
 
+pub use frame::{ControlFrames, FrameControls, RawFrames};
 pub use harmonic::{Harmonic, HarmonicConfig, HarmonicScaling};
 pub use noise::{FilteredNoise, FilteredNoiseConfig, NoiseScaling};
 pub use pieces::SynthState;

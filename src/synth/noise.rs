@@ -70,9 +70,9 @@ pub struct FilteredNoise {
     #[module(skip)]
     window_size: usize,
     #[module(skip)]
-    scaling: NoiseScaling,
+    pub(super) scaling: NoiseScaling,
     #[module(skip)]
-    initial_bias: f64,
+    pub(super) initial_bias: f64,
 }
 
 impl FilteredNoise {

@@ -68,7 +68,7 @@ impl SmoothingConfig {
 #[derive(Clone, Debug, Default)]
 pub struct ControlSmoother {
     kernel: Vec<f32>,
-    targets: Vec<SmoothingTarget>,
+    pub(super) targets: Vec<SmoothingTarget>,
 }
 
 impl ControlSmoother {

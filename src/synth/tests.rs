@@ -415,3 +415,98 @@ fn rendering_in_pieces_equals_one_pass() {
         assert_eq!(state.samples_out(), n);
     }
 }
+
+/// The host control scaling, fed pieces of frames, equals `Synth::get_controls` on all frames:
+/// every harmonic and noise scaling, with smoothing off, one-pole and FIR on every stream, f0
+/// high enough that harmonics cross Nyquist; after `reset` it starts over.
+#[test]
+fn frame_controls_in_pieces_equal_get_controls() {
+    let device = Device::flex();
+    let (f, k, sr, temperature) = (17, 12, 16000.0, 0.7);
+    let f0 = rand_vec(f, 131, 100.0, 1500.0);
+    let harmonic_scalings = [
+        HarmonicScaling::ExpSigmoid,
+        HarmonicScaling::Legacy,
+        HarmonicScaling::Normalized,
+        HarmonicScaling::SoftmaxDb,
+    ];
+    let smoothing_modes = [
+        ControlSmoothing::Off,
+        ControlSmoothing::Onepole,
+        ControlSmoothing::Fir,
+    ];
+    for (i, harmonic) in harmonic_scalings.into_iter().enumerate() {
+        for noise in [NoiseScaling::ExpSigmoid, NoiseScaling::SigmoidGain] {
+            let mode = smoothing_modes[i % 3];
+            let config = SynthConfig::new(
+                HarmonicConfig::new(sr, 64)
+                    .with_scaling(harmonic)
+                    .with_softmax_amp_floor(0.05),
+            )
+            .with_noise(Some(
+                FilteredNoiseConfig::new(64)
+                    .with_bands(9)
+                    .with_scaling(noise),
+            ))
+            .with_smoothing(
+                SmoothingConfig::new()
+                    .with_mode(mode)
+                    .with_alpha(0.6)
+                    .with_fir_size(3)
+                    .with_targets(vec![
+                        SmoothingTarget::HarmonicGain,
+                        SmoothingTarget::HarmonicDistribution,
+                        SmoothingTarget::NoiseGain,
+                    ]),
+            );
+            let r = config.raw_noise_channels();
+            let synth = config.init(&device);
+            let raw_a = rand_vec(f, 132, -4.0, 4.0);
+            let raw_d = rand_vec(f * k, 133, -6.0, 6.0);
+            let raw_n = rand_vec(f * r, 134, -4.0, 4.0);
+            let controls = synth.get_controls(
+                RawControls {
+                    amplitude: from_vec(raw_a.clone(), [1, f, 1], &device),
+                    distribution: from_vec(raw_d.clone(), [1, f, k], &device),
+                    noise: from_vec(raw_n.clone(), [1, f, r], &device),
+                },
+                from_vec(f0.clone(), [1, f], &device),
+                temperature,
+            );
+            let expected = [
+                to_vec(controls.amplitude),
+                to_vec(controls.distribution),
+                to_vec(controls.noise_magnitudes.expect("a noise branch")),
+            ];
+            let bands = expected[2].len() / f;
+            let mut host = FrameControls::new(&synth, k, r, 10);
+            let mut raw = RawFrames::new(10, k, r);
+            let mut out = host.output();
+            for round in 0..2 {
+                let mut got = [Vec::new(), Vec::new(), Vec::new()];
+                let mut start = 0;
+                for len in [6, 1, 10] {
+                    raw.frames = len;
+                    raw.amplitude[..len].copy_from_slice(&raw_a[start..start + len]);
+                    raw.distribution[..len * k]
+                        .copy_from_slice(&raw_d[start * k..(start + len) * k]);
+                    raw.noise[..len * r].copy_from_slice(&raw_n[start * r..(start + len) * r]);
+                    host.scale(&raw, &f0[start..start + len], temperature, &mut out);
+                    got[0].extend_from_slice(&out.amplitude[..len]);
+                    got[1].extend_from_slice(&out.distribution[..len * k]);
+                    got[2].extend_from_slice(&out.noise[..len * bands]);
+                    start += len;
+                }
+                for (name, (g, e)) in ["amplitude", "distribution", "noise"]
+                    .iter()
+                    .zip(got.iter().zip(&expected))
+                {
+                    let reference: Vec<f64> = e.iter().map(|&v| v as f64).collect();
+                    let what = format!("{harmonic:?} {noise:?} {mode:?} {name} round {round}");
+                    assert_close(g, &reference, 1e-5, &what);
+                }
+                host.reset();
+            }
+        }
+    }
+}
