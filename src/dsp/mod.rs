@@ -80,6 +80,15 @@ pub mod scalar {
         x.max(0.0) + (-x.abs()).exp().ln_1p()
     }
 
+    /// One frame's phase advance in fixed point, as [`super::frame_phases`] computes it:
+    /// `round(frac((hop f + (next - f) (hop - 1) / 2) / sr) 2^PHASE_BITS)` in `f32`, ties to
+    /// even; consecutive advances summed modulo `2^PHASE_BITS` are the frame phases.
+    pub fn frame_advance(f0: f32, next: f32, hop: usize, sample_rate: f64) -> i64 {
+        let t = (f0 * hop as f32 + (next - f0) * ((hop as f64 - 1.0) / 2.0) as f32)
+            / sample_rate as f32;
+        ((t - t.floor()) * super::PHASE_ONE as f32).round_ties_even() as i64
+    }
+
     /// [`super::exp_sigmoid`]: `2 sigmoid(x)^ln(10) + 1e-7`.
     pub fn exp_sigmoid(x: f32) -> f32 {
         2.0 * (std::f32::consts::LN_10 * log_sigmoid(x)).exp() + 1e-7
@@ -271,7 +280,8 @@ pub fn oscillator_bank(
 /// Bits of the fixed-point oscillator phase: a phase is `cycles * 2^PHASE_BITS`, wrapped to
 /// `[0, 2^PHASE_BITS)` (see [`frame_phases`]).
 pub const PHASE_BITS: u32 = 24;
-const PHASE_ONE: i64 = 1 << PHASE_BITS;
+/// `2^PHASE_BITS`: one cycle in fixed point.
+pub const PHASE_ONE: i64 = 1 << PHASE_BITS;
 
 /// `[B, F, C]` -> `[B, F + 1, C]`: the last frame once more (DDSP's held endpoint).
 pub fn hold_last_frame(x: Tensor<3>) -> Tensor<3> {
@@ -755,14 +765,29 @@ pub fn uniform_noise(
     values
         .par_chunks_mut(samples.max(1))
         .enumerate()
-        .for_each(|(row, out)| {
-            let stream = splitmix64(seed ^ splitmix64(row as u64 ^ 0x6a09_e667_f3bc_c908));
-            for (i, v) in out.iter_mut().enumerate() {
-                let bits = splitmix64(stream.wrapping_add(offset + i as u64)) >> 40; // 24 bits
-                *v = bits as f32 * (2.0 / (1u64 << 24) as f32) - 1.0;
-            }
-        });
+        .for_each(|(row, out)| NoiseStream::new(seed, row).fill(offset, out));
     from_vec(values, [batch, samples], device)
+}
+
+/// Row `row` of [`uniform_noise`]'s endless seeded stream, on the host.
+#[derive(Clone, Copy, Debug)]
+pub struct NoiseStream(u64);
+
+impl NoiseStream {
+    /// The stream of batch row `row` for `seed`.
+    pub fn new(seed: u64, row: usize) -> Self {
+        Self(splitmix64(
+            seed ^ splitmix64(row as u64 ^ 0x6a09_e667_f3bc_c908),
+        ))
+    }
+
+    /// Samples `offset..offset + out.len()` of the stream, uniform in `[-1, 1)`.
+    pub fn fill(&self, offset: u64, out: &mut [f32]) {
+        for (i, v) in out.iter_mut().enumerate() {
+            let bits = splitmix64(self.0.wrapping_add(offset + i as u64)) >> 40; // 24 bits
+            *v = bits as f32 * (2.0 / (1u64 << 24) as f32) - 1.0;
+        }
+    }
 }
 
 /// SplitMix64's output function: a bijective mix of 64 bits.

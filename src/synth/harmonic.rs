@@ -73,7 +73,7 @@ pub struct Harmonic {
     #[module(skip)]
     hop: usize,
     #[module(skip)]
-    amp_resample: AmpResample,
+    pub(super) amp_resample: AmpResample,
     #[module(skip)]
     pub(super) scaling: HarmonicScaling,
     #[module(skip)]

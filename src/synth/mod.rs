@@ -7,6 +7,7 @@
 //! and [`Synth::forward`] renders scaled controls as a pure function of them.
 
 mod frame;
+mod frame_synth;
 mod harmonic;
 mod noise;
 mod pieces;
@@ -14,6 +15,7 @@ mod reverb;
 mod smoothing;
 
 pub use frame::{ControlFrames, FrameControls, RawFrames};
+pub use frame_synth::FrameSynth;
 pub use harmonic::{Harmonic, HarmonicConfig, HarmonicScaling};
 pub use noise::{FilteredNoise, FilteredNoiseConfig, NoiseScaling};
 pub use pieces::SynthState;

@@ -68,7 +68,7 @@ pub struct FilteredNoise {
     #[module(skip)]
     hop: usize,
     #[module(skip)]
-    window_size: usize,
+    pub(super) window_size: usize,
     #[module(skip)]
     pub(super) scaling: NoiseScaling,
     #[module(skip)]

@@ -65,10 +65,17 @@ pub struct Reverb {
     #[module(skip)]
     length: usize,
     #[module(skip)]
-    add_dry: bool,
+    pub(super) add_dry: bool,
 }
 
 impl Reverb {
+    /// This reverb with the FIR taps `ir` (tests).
+    #[cfg(test)]
+    pub(crate) fn with_taps(mut self, ir: Tensor<1>) -> Self {
+        self.ir = Some(Param::from_tensor(ir));
+        self
+    }
+
     /// The current impulse response, first tap zeroed: `[length]`.
     ///
     /// Exp-decay: `exp_sigmoid(gain) * exp(-(2 + exp(decay)) * t) * noise`, `t` from 0 to 1
