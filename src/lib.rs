@@ -13,7 +13,8 @@
 //! objectives; [`decoder`] — features to raw controls; [`metrics`] — magenta's resynthesis
 //! metrics; [`config`] — the one serde config, translated into those modules' configs;
 //! [`data`] — the feature cache and batches; [`model`] — decoder + synth; [`train`] — the
-//! training loop; [`infer`] — a trained model on new audio, in pieces, and its evaluation.
+//! training loop; [`infer`] — a trained model on new audio, in pieces, and its evaluation;
+//! [`stream`] — realtime rendering block by block on the host.
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod schedule;
+pub mod stream;
 pub mod synth;
 pub mod train;
 

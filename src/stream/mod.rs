@@ -1,0 +1,160 @@
+//! Realtime rendering, block by block, allocation-free: the engine a plugin host or a live
+//! audio callback drives.
+//!
+//! [`FrameStream`] is a model on the host ([`FrameDecoder`], [`FrameControls`],
+//! [`FrameSynth`]: the same maths as [`DdspModel::forward`], sharing its kernels) fed one
+//! frame of features at a time. [`FrameStream::process`] fills an output block of any size,
+//! drawing frames from a [`FrameSource`] as it needs them; nothing inside allocates, locks or
+//! does I/O once the stream is built. Fed the frames of an offline render, the concatenated
+//! blocks equal [`DdspModel::forward`] on all the frames (tested for blocks of 64 to 4096
+//! samples).
+//!
+//! Still to come (issue 14): audio in (a causal f0 tracker and loudness), host sample rates
+//! (resampling in and out), MIDI notes, the live `cpal` example.
+
+use crate::decoder::FrameDecoder;
+use crate::error::{Error, Result};
+use crate::model::DdspModel;
+use crate::synth::{ControlFrames, FrameControls, FrameSynth, RawFrames};
+
+/// Loudness standing in for a non-finite input, dB (below any audible frame).
+pub const SILENT_DB: f32 = -120.0;
+
+/// One frame of conditioning: f0 (Hz), loudness (dB), voicing probability.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FrameIn {
+    /// f0, Hz (0 or less: unvoiced).
+    pub f0_hz: f32,
+    /// Loudness, dB.
+    pub loudness_db: f32,
+    /// Voicing probability, `[0, 1]`.
+    pub voicing: f32,
+}
+
+/// Where [`FrameStream::process`] gets its frames: the next frame, or `None` at the end of
+/// the signal (the stream then renders its tails and falls silent).
+pub trait FrameSource {
+    /// The next frame.
+    fn next_frame(&mut self) -> Option<FrameIn>;
+}
+
+impl<I: Iterator<Item = FrameIn>> FrameSource for I {
+    fn next_frame(&mut self) -> Option<FrameIn> {
+        self.next()
+    }
+}
+
+/// A model rendering frame by frame: see the module doc.
+#[derive(Clone, Debug)]
+pub struct FrameStream {
+    decoder: FrameDecoder,
+    controls: FrameControls,
+    synth: FrameSynth,
+    raw: RawFrames,
+    scaled: ControlFrames,
+    temperature: f64,
+    hop: usize,
+    ended: bool,
+}
+
+impl FrameStream {
+    /// A stream of `model` (weights copied to the host), with softmax temperature
+    /// `temperature` and the noise of `seed` (as [`DdspModel::forward`] with those), for
+    /// output blocks of at most `max_block` samples. Fails for the transformer decoder, which
+    /// has no frame-by-frame form.
+    pub fn new(model: &DdspModel, temperature: f64, seed: u64, max_block: usize) -> Result<Self> {
+        let decoder = FrameDecoder::new(&model.decoder, 1).ok_or_else(|| {
+            Error::Config(
+                "streaming needs a frame-by-frame decoder (decoderBackbone gru or mlp); \
+                 the transformer attends over windows of frames"
+                    .into(),
+            )
+        })?;
+        let raw = decoder.output();
+        let harmonics = raw.distribution.len();
+        let raw_noise = raw.noise.len();
+        let controls = FrameControls::new(&model.synth, harmonics, raw_noise, 1);
+        let scaled = controls.output();
+        let bands = scaled.noise.len();
+        let max_block = max_block.max(1);
+        let synth = FrameSynth::new(&model.synth, harmonics, bands, seed, max_block);
+        Ok(Self {
+            decoder,
+            controls,
+            synth,
+            raw,
+            scaled,
+            temperature,
+            hop: model.synth.harmonic.hop(),
+            ended: false,
+        })
+    }
+
+    /// Samples per frame.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Forget everything: decoder state, smoothing, phases, tails; the noise restarts.
+    pub fn reset(&mut self) {
+        self.decoder.reset();
+        self.controls.reset();
+        self.synth.reset();
+        self.ended = false;
+    }
+
+    /// Take in one frame (decoded, scaled and handed to the synth). A value that is not
+    /// finite counts as silence (f0 0, loudness [`SILENT_DB`], voicing 0), so nothing
+    /// non-finite reaches the decoder's state.
+    pub fn push(&mut self, frame: FrameIn) {
+        let clean = |v: f32, silent: f32| if v.is_finite() { v } else { silent };
+        let frame = FrameIn {
+            f0_hz: clean(frame.f0_hz, 0.0),
+            loudness_db: clean(frame.loudness_db, SILENT_DB),
+            voicing: clean(frame.voicing, 0.0),
+        };
+        let f0 = [frame.f0_hz];
+        self.decoder
+            .decode(&f0, &[frame.loudness_db], &[frame.voicing], &mut self.raw);
+        self.controls
+            .scale(&self.raw, &f0, self.temperature, &mut self.scaled);
+        self.synth.push(&self.scaled, frame.f0_hz, 0);
+    }
+
+    /// Fill `out` (at most `max_block` samples), drawing frames from `source` while the synth
+    /// has too few samples ready; returns how many samples were written (fewer than
+    /// `out.len()` only once the source has ended and the tails are out).
+    pub fn process(&mut self, source: &mut dyn FrameSource, out: &mut [f32]) -> usize {
+        let mut written = 0;
+        while written < out.len() {
+            written += self.synth.pull(&mut out[written..]);
+            if written == out.len() {
+                break;
+            }
+            if self.ended {
+                if self.synth.ready() == 0 {
+                    break;
+                }
+                continue;
+            }
+            match source.next_frame() {
+                Some(frame) => self.push(frame),
+                None => {
+                    self.synth.finish();
+                    self.ended = true;
+                }
+            }
+        }
+        out[written..].fill(0.0);
+        if out[..written].iter().any(|v| !v.is_finite()) {
+            // A model that overflowed (extreme inputs, a damaged checkpoint): silence this
+            // block and start the next one afresh.
+            out.fill(0.0);
+            self.reset();
+        }
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests;
