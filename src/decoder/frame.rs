@@ -11,7 +11,7 @@ use super::fused_gru::gru_row;
 use super::fused_norm::norm_leaky_relu_row;
 use super::gru::{FcStack, LAYER_NORM_EPSILON, LEAKY_SLOPE, RnnFc};
 use super::{Backbone, Decoder, input_features};
-use crate::dsp::host::{Mat, matmul_here};
+use crate::dsp::host::{Mat, matmul_rows};
 use crate::dsp::{DB_RANGE, F0_RANGE, hz_to_midi_f64, to_vec};
 use crate::synth::RawFrames;
 use burn::nn::Linear;
@@ -39,13 +39,15 @@ impl HostLinear {
         }
     }
 
-    /// `y[n, d_out] = x[n, d_in] W + b` (`y` contiguous rows).
+    /// `y[n, d_out] = x[n, d_in] W + b` (`y` contiguous rows; `x` rows contiguous in their
+    /// columns, strided by `x.rs`).
     fn forward(&self, x: Mat, n: usize, y: &mut [f32]) {
+        debug_assert_eq!(x.cs, 1);
         for row in y.chunks_mut(self.d_out).take(n) {
             row.copy_from_slice(&self.bias);
         }
-        let w = Mat::rows(&self.weight, self.d_out);
-        matmul_here(y, self.d_out, n, self.d_out, self.d_in, x, w, true);
+        let dims = [n, self.d_out, self.d_in];
+        matmul_rows(y, x.data, x.rs, &self.weight, dims);
     }
 }
 

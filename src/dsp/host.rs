@@ -65,33 +65,6 @@ pub(crate) fn matmul(
     accumulate: bool,
 ) {
     let parallel = m * n * k >= 1 << 18;
-    product(dst, dst_rs, [m, n, k], lhs, rhs, accumulate, parallel);
-}
-
-/// [`matmul`] on the calling thread only (the realtime path: no thread pool, no waiting).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_here(
-    dst: &mut [f32],
-    dst_rs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-) {
-    product(dst, dst_rs, [m, n, k], lhs, rhs, accumulate, false);
-}
-
-fn product(
-    dst: &mut [f32],
-    dst_rs: usize,
-    [m, n, k]: [usize; 3],
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-    parallel: bool,
-) {
     let dst_fits = Mat {
         data: dst,
         rs: dst_rs,
@@ -142,5 +115,58 @@ fn product(
             false,
             parallelism,
         );
+    }
+}
+
+/// `y[m, n] += x[m, k] w[k, n]` for a few rows on the calling thread, allocating nothing
+/// (the realtime path; `gemm` packs its operands into fresh buffers on every call). `x` rows
+/// have stride `x_rs`, `w` and `y` are row-major. Rows go four at a time, so each row of `w`
+/// is read once per four outputs; the inner loop is an AXPY the compiler vectorises.
+pub(crate) fn matmul_rows(y: &mut [f32], x: &[f32], x_rs: usize, w: &[f32], [m, n, k]: [usize; 3]) {
+    assert!(
+        y.len() >= m * n && w.len() >= k * n && (m == 0 || x.len() >= (m - 1) * x_rs + k),
+        "matmul_rows bounds"
+    );
+    for r in (0..m).step_by(4) {
+        let rows = (m - r).min(4);
+        let (y0, rest) = y[r * n..].split_at_mut(n);
+        let (y1, rest) = rest.split_at_mut(if rows > 1 { n } else { 0 });
+        let (y2, rest) = rest.split_at_mut(if rows > 2 { n } else { 0 });
+        let y3 = &mut rest[..if rows > 3 { n } else { 0 }];
+        let xr = |i: usize, j: usize| if i < rows { x[(r + i) * x_rs + j] } else { 0.0 };
+        for j in 0..k {
+            let wj = &w[j * n..][..n];
+            let (a0, a1, a2, a3) = (xr(0, j), xr(1, j), xr(2, j), xr(3, j));
+            match rows {
+                1 => y0.iter_mut().zip(wj).for_each(|(y, w)| *y += a0 * w),
+                2 => {
+                    for ((p, q), w) in y0.iter_mut().zip(y1.iter_mut()).zip(wj) {
+                        *p += a0 * w;
+                        *q += a1 * w;
+                    }
+                }
+                3 => {
+                    let rows3 = y0.iter_mut().zip(y1.iter_mut()).zip(y2.iter_mut());
+                    for (((p, q), s), w) in rows3.zip(wj) {
+                        *p += a0 * w;
+                        *q += a1 * w;
+                        *s += a2 * w;
+                    }
+                }
+                _ => {
+                    let rows4 = y0
+                        .iter_mut()
+                        .zip(y1.iter_mut())
+                        .zip(y2.iter_mut())
+                        .zip(y3.iter_mut());
+                    for ((((p, q), s), t), w) in rows4.zip(wj) {
+                        *p += a0 * w;
+                        *q += a1 * w;
+                        *s += a2 * w;
+                        *t += a3 * w;
+                    }
+                }
+            }
+        }
     }
 }

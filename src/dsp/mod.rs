@@ -798,6 +798,7 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+pub mod convolver;
 pub(crate) mod host;
 pub mod oscillator;
 #[cfg(test)]

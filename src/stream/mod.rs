@@ -47,6 +47,11 @@ impl<I: Iterator<Item = FrameIn>> FrameSource for I {
 /// A model rendering frame by frame: see the module doc.
 #[derive(Clone, Debug)]
 pub struct FrameStream {
+    /// Frames taken from the source for the next decode, `[max_batch]` each.
+    batch: Vec<FrameIn>,
+    f0: Vec<f32>,
+    loudness: Vec<f32>,
+    voicing: Vec<f32>,
     decoder: FrameDecoder,
     controls: FrameControls,
     synth: FrameSynth,
@@ -63,7 +68,12 @@ impl FrameStream {
     /// output blocks of at most `max_block` samples. Fails for the transformer decoder, which
     /// has no frame-by-frame form.
     pub fn new(model: &DdspModel, temperature: f64, seed: u64, max_block: usize) -> Result<Self> {
-        let decoder = FrameDecoder::new(&model.decoder, 1).ok_or_else(|| {
+        let hop = model.synth.harmonic.hop();
+        let max_block = max_block.max(1);
+        // A block needs at most this many new frames: decoded together, the per-frame layers
+        // become matrix products that reuse each weight across the frames.
+        let max_batch = max_block.div_ceil(hop) + 1;
+        let decoder = FrameDecoder::new(&model.decoder, max_batch).ok_or_else(|| {
             Error::Config(
                 "streaming needs a frame-by-frame decoder (decoderBackbone gru or mlp); \
                  the transformer attends over windows of frames"
@@ -71,21 +81,24 @@ impl FrameStream {
             )
         })?;
         let raw = decoder.output();
-        let harmonics = raw.distribution.len();
-        let raw_noise = raw.noise.len();
-        let controls = FrameControls::new(&model.synth, harmonics, raw_noise, 1);
+        let harmonics = raw.distribution.len() / max_batch;
+        let raw_noise = raw.noise.len() / max_batch;
+        let controls = FrameControls::new(&model.synth, harmonics, raw_noise, max_batch);
         let scaled = controls.output();
-        let bands = scaled.noise.len();
-        let max_block = max_block.max(1);
+        let bands = scaled.noise.len() / max_batch;
         let synth = FrameSynth::new(&model.synth, harmonics, bands, seed, max_block);
         Ok(Self {
+            batch: Vec::with_capacity(max_batch),
+            f0: vec![0.0; max_batch],
+            loudness: vec![0.0; max_batch],
+            voicing: vec![0.0; max_batch],
             decoder,
             controls,
             synth,
             raw,
             scaled,
             temperature,
-            hop: model.synth.harmonic.hop(),
+            hop,
             ended: false,
         })
     }
@@ -103,22 +116,25 @@ impl FrameStream {
         self.ended = false;
     }
 
-    /// Take in one frame (decoded, scaled and handed to the synth). A value that is not
-    /// finite counts as silence (f0 0, loudness [`SILENT_DB`], voicing 0), so nothing
+    /// Decode, scale and hand to the synth the frames gathered in `batch`. A value that is
+    /// not finite counts as silence (f0 0, loudness [`SILENT_DB`], voicing 0), so nothing
     /// non-finite reaches the decoder's state.
-    pub fn push(&mut self, frame: FrameIn) {
+    fn push_batch(&mut self) {
+        let n = self.batch.len();
         let clean = |v: f32, silent: f32| if v.is_finite() { v } else { silent };
-        let frame = FrameIn {
-            f0_hz: clean(frame.f0_hz, 0.0),
-            loudness_db: clean(frame.loudness_db, SILENT_DB),
-            voicing: clean(frame.voicing, 0.0),
-        };
-        let f0 = [frame.f0_hz];
-        self.decoder
-            .decode(&f0, &[frame.loudness_db], &[frame.voicing], &mut self.raw);
+        for (i, frame) in self.batch.iter().enumerate() {
+            self.f0[i] = clean(frame.f0_hz, 0.0);
+            self.loudness[i] = clean(frame.loudness_db, SILENT_DB);
+            self.voicing[i] = clean(frame.voicing, 0.0);
+        }
+        let (f0, ld, uv) = (&self.f0[..n], &self.loudness[..n], &self.voicing[..n]);
+        self.decoder.decode(f0, ld, uv, &mut self.raw);
         self.controls
-            .scale(&self.raw, &f0, self.temperature, &mut self.scaled);
-        self.synth.push(&self.scaled, frame.f0_hz, 0);
+            .scale(&self.raw, f0, self.temperature, &mut self.scaled);
+        for (t, &f0) in f0.iter().enumerate() {
+            self.synth.push(&self.scaled, f0, t);
+        }
+        self.batch.clear();
     }
 
     /// Fill `out` (at most `max_block` samples), drawing frames from `source` while the synth
@@ -137,12 +153,22 @@ impl FrameStream {
                 }
                 continue;
             }
-            match source.next_frame() {
-                Some(frame) => self.push(frame),
-                None => {
-                    self.synth.finish();
-                    self.ended = true;
+            // Enough frames for the rest of the block (the synth lags by about a hop).
+            let wanted = (out.len() - written).div_ceil(self.hop) + 1;
+            while self.batch.len() < wanted.min(self.batch.capacity()) {
+                match source.next_frame() {
+                    Some(frame) => self.batch.push(frame),
+                    None => {
+                        self.ended = true;
+                        break;
+                    }
                 }
+            }
+            if !self.batch.is_empty() {
+                self.push_batch();
+            }
+            if self.ended {
+                self.synth.finish();
             }
         }
         out[written..].fill(0.0);

@@ -7,10 +7,11 @@
 //! [`dsp::oscillator`] and the fixed-point phase of [`dsp::frame_phases`]; the noise branch
 //! filters the seeded noise stream frame by frame with the FIR design of
 //! [`dsp::fir_design_matrix`] and overlap-adds; the reverb convolves the dry sum with the
-//! impulse response sample by sample. The total equals [`Synth::forward`] on all the frames
+//! impulse response by [`dsp::convolver`] (partitioned, no added latency). The total equals [`Synth::forward`] on all the frames
 //! (tested); only rounding differs. Buffers are allocated up front.
 
 use super::{ControlFrames, Synth};
+use crate::dsp::convolver::Convolver;
 use crate::dsp::oscillator::{Frame, Oscillator};
 use crate::dsp::scalar::frame_advance;
 use crate::dsp::{NoiseStream, PHASE_ONE, fir_design_matrix, fir_window_size, to_vec};
@@ -34,15 +35,15 @@ struct NoiseBranch {
     queue: VecDeque<f32>,
 }
 
-/// The reverb's impulse response and the dry samples it still needs.
+/// The reverb: its convolver and whether the dry signal is added.
 #[derive(Clone, Debug)]
 struct ReverbBranch {
-    /// Impulse response, reversed (`ir[L - 1 - j]` at `j`).
-    reversed: Vec<f32>,
-    /// The last `L - 1` dry samples, oldest first, then room for one block.
-    history: Vec<f32>,
+    convolver: Convolver,
     add_dry: bool,
 }
+
+/// Taps per partition of the reverb's convolver.
+const REVERB_PARTITION: usize = 128;
 
 /// A [`Synth`] on the host, frame by frame: see the module doc.
 #[derive(Clone, Debug)]
@@ -72,7 +73,8 @@ impl FrameSynth {
     /// The synth of `synth` for controls of `harmonics` harmonics and `bands` noise
     /// magnitudes (the widths of [`ControlFrames`]), with the noise stream of `seed` (as
     /// [`Synth::forward`] with that seed), returning at most `max_pull` samples per
-    /// [`Self::pull`]. Pull after every push: the queues hold a few hops beyond `max_pull`.
+    /// [`Self::pull`]. Pull after at most `max_pull / hop + 1` pushes: the queues hold that
+    /// much beyond `max_pull`.
     pub fn new(synth: &Synth, harmonics: usize, bands: usize, seed: u64, max_pull: usize) -> Self {
         let h = &synth.harmonic;
         let hop = h.hop();
@@ -88,20 +90,14 @@ impl FrameSynth {
                 ir: vec![0.0; taps],
                 noise: vec![0.0; hop],
                 acc: vec![0.0; hop + taps - 1],
-                queue: VecDeque::with_capacity(2 * (hop + taps) + max_pull),
+                queue: VecDeque::with_capacity(2 * (hop + taps + max_pull)),
             }
         });
-        let reverb = synth.reverb.as_ref().map(|r| {
-            let mut reversed = to_vec(r.impulse_response());
-            reversed.reverse();
-            let l = reversed.len();
-            ReverbBranch {
-                reversed,
-                history: vec![0.0; l.saturating_sub(1) + max_pull],
-                add_dry: r.add_dry,
-            }
+        let reverb = synth.reverb.as_ref().map(|r| ReverbBranch {
+            convolver: Convolver::new(&to_vec(r.impulse_response()), REVERB_PARTITION),
+            add_dry: r.add_dry,
         });
-        let capacity = 2 * hop + max_pull;
+        let capacity = 2 * (hop + max_pull);
         Self {
             oscillator: Oscillator::new(hop, h.sample_rate(), h.amp_resample),
             hop,
@@ -135,7 +131,7 @@ impl FrameSynth {
             n.skip = n.delay;
         }
         if let Some(r) = &mut self.reverb {
-            r.history.fill(0.0);
+            r.convolver.reset();
         }
     }
 
@@ -256,16 +252,14 @@ impl NoiseBranch {
 }
 
 impl ReverbBranch {
-    /// Convolve `dry` (continuing the history) into `out`: wet, plus dry when configured.
+    /// Convolve `dry` (continuing the earlier calls) into `out`: wet, plus dry when
+    /// configured.
     fn process(&mut self, dry: &[f32], out: &mut [f32]) {
-        let l = self.reversed.len();
-        let past = l.saturating_sub(1);
-        self.history[past..past + dry.len()].copy_from_slice(dry);
-        for (i, o) in out.iter_mut().enumerate() {
-            let window = &self.history[i..i + l];
-            let wet: f32 = window.iter().zip(&self.reversed).map(|(x, h)| x * h).sum();
-            *o = if self.add_dry { dry[i] + wet } else { wet };
+        self.convolver.process(dry, out);
+        if self.add_dry {
+            for (o, d) in out.iter_mut().zip(dry) {
+                *o += d;
+            }
         }
-        self.history.copy_within(dry.len()..dry.len() + past, 0);
     }
 }

@@ -1,0 +1,163 @@
+//! Long convolution sample by sample on the host, with no added latency and no allocation:
+//! the streaming engine's reverb.
+//!
+//! The impulse response is cut into partitions of `P` taps. The first partition is applied
+//! directly (a dot product per sample), so every output sample needs only inputs up to
+//! itself; the others by uniformly partitioned overlap-save: when a block of `P` inputs is
+//! complete, its `2P`-point spectrum (with the block before) joins a delay line, and the
+//! contribution of all later partitions to the next block is one sum of spectrum products
+//! and one inverse FFT. Cost per sample: `P` multiply-adds plus `(L / P) (P + 1) / P` complex
+//! ones and two FFTs of `2P` per `P` samples, against `L` multiply-adds directly.
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use std::sync::Arc;
+
+/// A zero-latency partitioned convolver: see the module doc.
+#[derive(Clone)]
+pub struct Convolver {
+    p: usize,
+    /// The first partition's taps, reversed.
+    head: Vec<f32>,
+    /// Spectra of partitions `1..K`, each `[P + 1]` (taps zero-padded to `2P`).
+    parts: Vec<Vec<Complex<f32>>>,
+    /// Spectra of the last `K - 1` input block pairs; `fdl[newest]` is the latest.
+    fdl: Vec<Vec<Complex<f32>>>,
+    newest: usize,
+    /// The previous input block then the current one, `[2P]`.
+    line: Vec<f32>,
+    /// The later partitions' output for the current block, `[P]`.
+    late: Vec<f32>,
+    /// Position in the current block.
+    pos: usize,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+    frame: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+}
+
+impl std::fmt::Debug for Convolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Convolver")
+            .field("partition", &self.p)
+            .field("partitions", &(self.parts.len() + 1))
+            .finish()
+    }
+}
+
+impl Convolver {
+    /// A convolver for `ir` with partitions of `partition` taps (at least 1).
+    pub fn new(ir: &[f32], partition: usize) -> Self {
+        let p = partition.max(1);
+        let mut planner = RealFftPlanner::<f32>::new();
+        let forward = planner.plan_fft_forward(2 * p);
+        let inverse = planner.plan_fft_inverse(2 * p);
+        let scratch_len = forward
+            .get_scratch_len()
+            .max(inverse.get_scratch_len())
+            .max(1);
+        let mut frame = forward.make_input_vec();
+        let mut spectrum = forward.make_output_vec();
+        let mut scratch = vec![Complex::default(); scratch_len];
+        let mut head: Vec<f32> = ir.iter().take(p).copied().collect();
+        head.resize(p, 0.0);
+        head.reverse();
+        let parts: Vec<Vec<Complex<f32>>> = ir
+            .chunks(p)
+            .skip(1)
+            .map(|taps| {
+                frame.fill(0.0);
+                frame[..taps.len()].copy_from_slice(taps);
+                forward
+                    .process_with_scratch(&mut frame, &mut spectrum, &mut scratch)
+                    .expect("buffers made by the plan");
+                spectrum.clone()
+            })
+            .collect();
+        let fdl = vec![vec![Complex::default(); p + 1]; parts.len()];
+        Self {
+            p,
+            head,
+            parts,
+            fdl,
+            newest: 0,
+            line: vec![0.0; 2 * p],
+            late: vec![0.0; p],
+            pos: 0,
+            forward,
+            inverse,
+            frame,
+            spectrum,
+            scratch,
+        }
+    }
+
+    /// Silence every past input.
+    pub fn reset(&mut self) {
+        self.line.fill(0.0);
+        self.late.fill(0.0);
+        for s in &mut self.fdl {
+            s.fill(Complex::default());
+        }
+        self.pos = 0;
+    }
+
+    /// Convolve the next samples: `out[i] = sum_j ir[j] x[n - j]` for each input `x[n]` of
+    /// `input`, continuing the earlier calls.
+    pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
+        let p = self.p;
+        for (x, y) in input.iter().zip(out.iter_mut()) {
+            let t = self.pos;
+            self.line[p + t] = *x;
+            let direct: f32 = self.line[t + 1..=p + t]
+                .iter()
+                .zip(&self.head)
+                .map(|(a, b)| a * b)
+                .sum();
+            *y = direct + self.late[t];
+            self.pos += 1;
+            if self.pos == p {
+                self.block_done();
+            }
+        }
+    }
+
+    /// A block of `P` inputs is complete: its spectrum joins the delay line, the later
+    /// partitions' output for the next block is computed, and the block becomes the previous.
+    fn block_done(&mut self) {
+        let p = self.p;
+        self.pos = 0;
+        if !self.parts.is_empty() {
+            let k = self.parts.len();
+            self.newest = (self.newest + 1) % k;
+            self.frame.copy_from_slice(&self.line);
+            self.forward
+                .process_with_scratch(
+                    &mut self.frame,
+                    &mut self.fdl[self.newest],
+                    &mut self.scratch,
+                )
+                .expect("buffers made by the plan");
+            // Next block b: partition j (1-based) meets the block pair that ended j - 1 blocks
+            // before this one.
+            self.spectrum.fill(Complex::default());
+            for (j, h) in self.parts.iter().enumerate() {
+                let x = &self.fdl[(self.newest + k - j) % k];
+                for ((acc, a), b) in self.spectrum.iter_mut().zip(h).zip(x) {
+                    *acc += a * b;
+                }
+            }
+            self.spectrum[0].im = 0.0;
+            self.spectrum[p].im = 0.0;
+            self.inverse
+                .process_with_scratch(&mut self.spectrum, &mut self.frame, &mut self.scratch)
+                .expect("buffers made by the plan");
+            let scale = 1.0 / (2 * p) as f32;
+            for (l, v) in self.late.iter_mut().zip(&self.frame[p..]) {
+                *l = v * scale;
+            }
+        }
+        self.line.copy_within(p.., 0);
+    }
+}
