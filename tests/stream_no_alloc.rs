@@ -1,22 +1,33 @@
-//! `FrameStream::process` allocates nothing once the stream is warm: a counting global
-//! allocator around the calls (this file holds one test, so no other test allocates
-//! meanwhile).
+//! `FrameStream::process` allocates nothing once the stream is warm: a global allocator that
+//! counts the allocations of the test's own thread while it processes (other threads, the
+//! harness's or a thread pool's, do not count).
 
 use burn::tensor::Device;
 use ddsp::Config;
 use ddsp::model::DdspModel;
 use ddsp::stream::{FrameIn, FrameStream};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
+
+fn count(on: bool) {
+    COUNTING.with(|c| c.set(on));
+}
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::SeqCst) {
+        if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
         }
         unsafe { System.alloc(layout) }
@@ -27,7 +38,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::SeqCst) {
+        if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -46,9 +57,9 @@ fn process_allocates_nothing() {
     .expect("tiny preset");
     let model = DdspModel::new(&config, &Device::flex());
     // The counter sees allocations.
-    COUNTING.store(true, Ordering::SeqCst);
+    count(true);
     let probe = std::hint::black_box(Box::new(1u64));
-    COUNTING.store(false, Ordering::SeqCst);
+    count(false);
     assert_eq!(
         ALLOCATIONS.load(Ordering::SeqCst),
         1,
@@ -66,12 +77,12 @@ fn process_allocates_nothing() {
         // Warm-up: the matrix kernels size their thread-local packing buffers once.
         stream.process(&mut frames, &mut out);
         ALLOCATIONS.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
+        count(true);
         let mut total = 0;
         for _ in 0..(16384 / block).max(4) {
             total += stream.process(&mut frames, &mut out);
         }
-        COUNTING.store(false, Ordering::SeqCst);
+        count(false);
         assert!(total > 0);
         assert_eq!(
             ALLOCATIONS.load(Ordering::SeqCst),
