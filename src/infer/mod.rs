@@ -411,6 +411,12 @@ impl Model {
         all
     }
 
+    /// The softmax temperature renders use (softmax-db scaling; the schedule's value at the
+    /// checkpoint's step).
+    pub fn temperature(&self) -> f64 {
+        self.temperature
+    }
+
     /// The model and device, for lower-level use.
     pub fn inner(&self) -> (&DdspModel, &Device) {
         (&self.model, &self.device)

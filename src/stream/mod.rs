@@ -103,6 +103,15 @@ impl FrameStream {
         })
     }
 
+    /// [`Self::new`] for a loaded checkpoint, with its temperature and its config's seed (the
+    /// noise [`Model::render_all`] renders).
+    ///
+    /// [`Model::render_all`]: crate::infer::Model::render_all
+    pub fn for_model(model: &crate::infer::Model, max_block: usize) -> Result<Self> {
+        let (inner, _) = model.inner();
+        Self::new(inner, model.temperature(), model.config().seed, max_block)
+    }
+
     /// Samples per frame.
     pub fn hop(&self) -> usize {
         self.hop
