@@ -71,6 +71,18 @@ struct Lanes {
     harmonics: usize,
 }
 
+impl Lanes {
+    /// The next harmonic's phasors: `z_(k+1) = z_k z_1`, lane by lane.
+    #[inline(always)]
+    fn rotate(&self, zr: &mut [f32; LANES], zi: &mut [f32; LANES]) {
+        for j in 0..LANES {
+            let re = zr[j] * self.cos[j] - zi[j] * self.sin[j];
+            zi[j] = zr[j] * self.sin[j] + zi[j] * self.cos[j];
+            zr[j] = re;
+        }
+    }
+}
+
 impl Oscillator {
     /// The bank for frames of `hop` samples at `sample_rate` with amplitude crossfade `method`.
     pub fn new(hop: usize, sample_rate: f64, method: AmpResample) -> Self {
@@ -154,11 +166,7 @@ impl Oscillator {
             let (mut y0, mut y1) = ([0.0f32; LANES], [0.0f32; LANES]);
             for h in 0..l.harmonics {
                 if h > 0 {
-                    for j in 0..LANES {
-                        let re = zr[j] * l.cos[j] - zi[j] * l.sin[j];
-                        zi[j] = zr[j] * l.sin[j] + zi[j] * l.cos[j];
-                        zr[j] = re;
-                    }
+                    l.rotate(&mut zr, &mut zi);
                 }
                 let kf = (h + 1) as f32;
                 let (a, b) = (frame.amplitudes[h], frame.next[h]);
@@ -203,11 +211,7 @@ impl Oscillator {
             let mut d_phase = [0.0f32; LANES];
             for h in 0..l.harmonics {
                 if h > 0 {
-                    for j in 0..LANES {
-                        let re = zr[j] * l.cos[j] - zi[j] * l.sin[j];
-                        zi[j] = zr[j] * l.sin[j] + zi[j] * l.cos[j];
-                        zr[j] = re;
-                    }
+                    l.rotate(&mut zr, &mut zi);
                 }
                 let kf = (h + 1) as f32;
                 let (a, b) = (frame.amplitudes[h], frame.next[h]);
