@@ -290,6 +290,40 @@ fn kernel_dump_writes_kernel_sources_or_says_flex_has_none() {
 }
 
 /// A WAV reader for the outputs: (samples, rate).
+/// A MIDI file of two notes: A4 for 0.5 s, then C5 for 0.5 s (480 ticks per quarter at the
+/// default 120 bpm: 480 ticks = 0.5 s).
+fn write_two_notes(path: &Path) {
+    use midly::num::{u4, u7, u15, u28};
+    use midly::{
+        Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind,
+    };
+    let event = |delta: u32, key: u8, vel: u8| TrackEvent {
+        delta: u28::new(delta),
+        kind: TrackEventKind::Midi {
+            channel: u4::new(0),
+            message: MidiMessage::NoteOn {
+                key: u7::new(key),
+                vel: u7::new(vel),
+            },
+        },
+    };
+    let track = vec![
+        event(0, 69, 100),
+        event(480, 69, 0),
+        event(0, 72, 100),
+        event(480, 72, 0),
+        TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+        },
+    ];
+    let smf = Smf {
+        header: Header::new(Format::SingleTrack, Timing::Metrical(u15::new(480))),
+        tracks: vec![track],
+    };
+    smf.save(path).unwrap();
+}
+
 fn wav(path: &Path) -> (Vec<f32>, u32) {
     let d = ddsp::features::audio::read_audio(path).unwrap();
     (d.samples, d.sample_rate)
@@ -450,6 +484,47 @@ fn trains_renders_and_evaluates_at_48_khz() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["summary"]["spectralLoss"], 0.0);
+    // Synth mode: a two-note MIDI file played through the model; its length is the notes'
+    // plus the release (0.15 s), in frames of 384 samples at 125 frames per second.
+    let song = dir.join("song.mid");
+    write_two_notes(&song);
+    let played = dir.join("played.wav");
+    let o = run(&[
+        "render",
+        "--checkpoint",
+        p(&model),
+        "--which",
+        "latest",
+        "--midi",
+        p(&song),
+        "--output",
+        p(&played),
+        "--vibrato-cents",
+        "20",
+        "--device",
+        "flex",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (samples, rate) = wav(&played);
+    assert_eq!(rate, 48000);
+    assert_eq!(samples.len(), ((1.15f64 * 125.0).ceil() as usize + 1) * 384);
+    assert!(samples.iter().any(|v| v.abs() > 1e-4) && samples.iter().all(|v| v.is_finite()));
+    let o = run(&[
+        "render",
+        "--checkpoint",
+        p(&model),
+        "--midi",
+        p(&dir.join("x.wav.mid")),
+        "--output",
+        p(&dir.join("z.wav")),
+        "--device",
+        "flex",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("x.wav.mid"),
+        "{}",
+        text(&o)
+    );
     // Bad input: a render of a file that is not audio names the file.
     std::fs::write(dir.join("x.mp3"), b"not audio at all").unwrap();
     let o = run(&[

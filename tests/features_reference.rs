@@ -30,55 +30,14 @@ fn read_csv(path: &Path) -> Vec<Vec<f64>> {
 
 /// Sounding MIDI note frequency (Hz) at each time, from the MIDI file; 0 where silent.
 fn midi_notes(path: &Path, times: &[f64]) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap();
-    let smf = midly::Smf::parse(&bytes).unwrap();
-    let tpq = match smf.header.timing {
-        midly::Timing::Metrical(t) => t.as_int() as f64,
-        _ => panic!("unsupported MIDI timing"),
-    };
-    // Merge tracks into (tick, event) and walk with tempo changes.
-    let mut events: Vec<(u64, midly::TrackEventKind)> = Vec::new();
-    for track in &smf.tracks {
-        let mut tick = 0u64;
-        for e in track {
-            tick += e.delta.as_int() as u64;
-            events.push((tick, e.kind));
-        }
-    }
-    events.sort_by_key(|(t, _)| *t);
-    let (mut us_per_q, mut last_tick, mut sec) = (500_000.0, 0u64, 0.0);
-    let mut notes: Vec<(f64, f64, u8)> = Vec::new();
-    let mut open: Vec<(u8, f64)> = Vec::new();
-    for (tick, kind) in events {
-        sec += (tick - last_tick) as f64 / tpq * us_per_q / 1e6;
-        last_tick = tick;
-        match kind {
-            midly::TrackEventKind::Meta(midly::MetaMessage::Tempo(t)) => {
-                us_per_q = t.as_int() as f64
-            }
-            midly::TrackEventKind::Midi { message, .. } => match message {
-                midly::MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                    open.push((key.as_int(), sec))
-                }
-                midly::MidiMessage::NoteOn { key, .. }
-                | midly::MidiMessage::NoteOff { key, .. } => {
-                    if let Some(i) = open.iter().position(|(k, _)| *k == key.as_int()) {
-                        let (k, start) = open.remove(i);
-                        notes.push((start, sec, k));
-                    }
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-    }
+    let notes = ddsp::features::midi::read_midi(path).unwrap();
     times
         .iter()
         .map(|&t| {
             notes
                 .iter()
-                .find(|(s, e, _)| t >= *s && t < *e)
-                .map(|(_, _, k)| 440.0 * 2f64.powf((*k as f64 - 69.0) / 12.0))
+                .find(|n| t >= n.start && t < n.end)
+                .map(|n| 440.0 * 2f64.powf((n.key as f64 - 69.0) / 12.0))
                 .unwrap_or(0.0)
         })
         .collect()

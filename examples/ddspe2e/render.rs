@@ -18,8 +18,19 @@ pub struct RenderArgs {
     #[arg(long, default_value = "best")]
     which: Checkpoint,
     /// The recording to render (WAV, AIFF, FLAC, MP3, Ogg Vorbis; any rate; channels mixed).
+    #[arg(long, required_unless_present = "midi", conflicts_with = "midi")]
+    input: Option<PathBuf>,
+    /// Play a MIDI file instead (synth mode: f0 and loudness from its notes, monophonic, the
+    /// newest held key sounding, with an ADSR envelope).
     #[arg(long)]
-    input: PathBuf,
+    midi: Option<PathBuf>,
+    /// Synth mode: loudness of a velocity-127 note at its envelope's peak, dB (default: the
+    /// training data's loudest notes where known, else -25).
+    #[arg(long, allow_hyphen_values = true)]
+    peak_db: Option<f64>,
+    /// Synth mode: vibrato depth, cents (at 5.5 Hz).
+    #[arg(long, default_value_t = 0.0)]
+    vibrato_cents: f64,
     /// The WAV file to write (at the model's sample rate).
     #[arg(long)]
     output: PathBuf,
@@ -134,16 +145,25 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         model.sample_rate_hz(),
         device.description
     );
-    let spinner =
-        ProgressBar::new_spinner().with_message(format!("analysing {}", args.input.display()));
-    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-    let (frames, seconds) = model.features_of_file(&args.input)?;
-    spinner.finish_and_clear();
+    let (frames, seconds) = match (&args.input, &args.midi) {
+        (_, Some(midi)) => midi_frames(&model, midi, args)?,
+        (Some(input), None) => {
+            let spinner =
+                ProgressBar::new_spinner().with_message(format!("analysing {}", input.display()));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+            let analysed = model.features_of_file(input)?;
+            spinner.finish_and_clear();
+            analysed
+        }
+        (None, None) => bail!("render needs --input or --midi"),
+    };
+    // Notes played from MIDI are all notes: no gating of quiet frames, no register moves.
+    let synth_mode = args.midi.is_some();
     let options = Adjustments {
         pitch_shift: args.pitch_shift,
         loudness_shift: args.loudness_shift,
-        auto: args.auto_adjust,
-        quiet_db: args.quiet_db,
+        auto: args.auto_adjust && !synth_mode,
+        quiet_db: if synth_mode { 0.0 } else { args.quiet_db },
         note_threshold: args.note_threshold,
     };
     let adjusted = adjust(&frames, model.frame_rate(), model.stats(), &options)?;
@@ -193,6 +213,46 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         seconds / took
     );
     Ok(())
+}
+
+/// Synth mode: the frames a MIDI file's notes play, and their length in seconds.
+fn midi_frames(model: &Model, path: &Path, args: &RenderArgs) -> Result<(Frames, f64)> {
+    use ddsp::stream::FrameSource;
+    let notes = ddsp::features::midi::read_midi(path)?;
+    if notes.is_empty() {
+        bail!("{}: no notes", path.display());
+    }
+    let peak_db = args
+        .peak_db
+        .or_else(|| {
+            // The training data's loud notes: the 95th percentile of note loudness.
+            let q = &model.stats()?.loudness_note.quantiles;
+            let at = (q.len().saturating_sub(1) as f64 * 0.95).round() as usize;
+            q.get(at).map(|&v| v as f64)
+        })
+        .unwrap_or(-25.0);
+    if !peak_db.is_finite() || !args.vibrato_cents.is_finite() {
+        bail!("--peak-db and --vibrato-cents must be finite");
+    }
+    let shape = ddsp::stream::NoteShape {
+        peak_db,
+        vibrato_cents: args.vibrato_cents,
+        ..Default::default()
+    };
+    let mut player = ddsp::stream::NotePlayer::from_notes(&notes, shape, model.frame_rate());
+    let mut frames = Frames::default();
+    while let Some(f) = player.next_frame() {
+        frames.f0_hz.push(f.f0_hz);
+        frames.loudness_db.push(f.loudness_db);
+        frames.voicing.push(f.voicing);
+    }
+    eprintln!(
+        "{}: {} notes, played at {peak_db:.1} dB peak",
+        path.display(),
+        notes.len()
+    );
+    let seconds = frames.len() as f64 / model.frame_rate();
+    Ok((frames, seconds))
 }
 
 /// The timbre grower: stage `n` renders the first `--stage-seconds` with harmonics 1..=n.

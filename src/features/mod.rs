@@ -10,6 +10,7 @@
 
 pub mod audio;
 pub mod loudness;
+pub mod midi;
 pub mod notes;
 pub mod pitch;
 mod stream;

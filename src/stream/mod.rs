@@ -9,8 +9,15 @@
 //! blocks equal [`DdspModel::forward`] on all the frames (tested for blocks of 64 to 4096
 //! samples).
 //!
+//! [`NotePlayer`] is a [`FrameSource`] of notes (ddsp-vst's synth mode): a MIDI file's, or
+//! played live.
+//!
 //! Still to come (issue 14): audio in (a causal f0 tracker and loudness), host sample rates
-//! (resampling in and out), MIDI notes, the live `cpal` example.
+//! (resampling in and out), the live `cpal` example.
+
+mod notes;
+
+pub use notes::{NotePlayer, NoteShape};
 
 use crate::decoder::FrameDecoder;
 use crate::error::{Error, Result};

@@ -117,3 +117,74 @@ fn non_finite_frames_do_not_poison_the_stream() {
     }
     assert!(last_peak > 0.0, "silent after the bad frames");
 }
+
+/// One scheduled note: silent before it, the attack rising, the sustain at
+/// `peak + 20 log10(sustain)` dB for velocity 127 at the note's pitch, the release falling to
+/// silence, and the source ending once the release is over.
+#[test]
+fn a_note_plays_its_adsr_envelope() {
+    use crate::features::midi::Note;
+    let shape = NoteShape {
+        attack: 0.1,
+        decay: 0.1,
+        sustain: 0.5,
+        release: 0.2,
+        peak_db: -20.0,
+        ..NoteShape::default()
+    };
+    let rate = 100.0;
+    let note = Note {
+        start: 0.5,
+        end: 1.5,
+        key: 69,
+        velocity: 127,
+    };
+    let mut player = NotePlayer::from_notes(&[note], shape, rate);
+    let frames: Vec<FrameIn> = std::iter::from_fn(|| player.next_frame()).collect();
+    assert_eq!(frames.len() as u64, ((1.5 + 0.2) * rate).ceil() as u64 + 1);
+    assert!(
+        frames[..50]
+            .iter()
+            .all(|f| f.voicing == 0.0 && f.loudness_db == SILENT_DB)
+    );
+    let attack: Vec<f32> = frames[50..60].iter().map(|f| f.loudness_db).collect();
+    assert!(attack.windows(2).all(|w| w[1] > w[0]), "{attack:?}");
+    let sustained = &frames[100];
+    assert!((sustained.loudness_db - (-20.0 + 20.0 * 0.5f32.log10())).abs() < 1e-3);
+    assert!((sustained.f0_hz - 440.0).abs() < 1e-3 && sustained.voicing == 1.0);
+    let release: Vec<f32> = frames[150..170].iter().map(|f| f.loudness_db).collect();
+    assert!(release.windows(2).all(|w| w[1] <= w[0]), "{release:?}");
+    assert!(frames.last().unwrap().voicing == 0.0);
+}
+
+/// Last-note priority: a key pressed over a held one sounds at once, releasing it falls back
+/// to the held key, and vibrato swings the pitch by its depth either way.
+#[test]
+fn the_newest_held_key_sounds_and_vibrato_swings() {
+    let mut player = NotePlayer::live(NoteShape::default(), 250.0);
+    let mut next = || player.next_frame().unwrap();
+    let mut p = NotePlayer::live(NoteShape::default(), 250.0);
+    p.note_on(60, 100);
+    let a = (0..50).map(|_| p.next_frame().unwrap()).last().unwrap();
+    p.note_on(67, 100);
+    let b = p.next_frame().unwrap();
+    p.note_off(67);
+    let c = (0..5).map(|_| p.next_frame().unwrap()).last().unwrap();
+    let hz = |k: f64| (440.0 * 2f64.powf((k - 69.0) / 12.0)) as f32;
+    assert!((a.f0_hz - hz(60.0)).abs() < 1e-2 && (b.f0_hz - hz(67.0)).abs() < 1e-2);
+    assert!((c.f0_hz - hz(60.0)).abs() < 1e-2 && c.voicing == 1.0);
+    assert_eq!(next().voicing, 0.0, "a live player starts silent");
+    let shape = NoteShape {
+        vibrato_cents: 50.0,
+        vibrato_hz: 5.0,
+        ..NoteShape::default()
+    };
+    let mut v = NotePlayer::live(shape, 250.0);
+    v.note_on(69, 127);
+    let f0: Vec<f32> = (0..250).map(|_| v.next_frame().unwrap().f0_hz).collect();
+    let (lo, hi) = f0
+        .iter()
+        .fold((f32::MAX, 0.0f32), |(l, h), f| (l.min(*f), h.max(*f)));
+    assert!((hi / 440.0 - 2f32.powf(50.0 / 1200.0)).abs() < 1e-3, "{hi}");
+    assert!((440.0 / lo - 2f32.powf(50.0 / 1200.0)).abs() < 1e-3, "{lo}");
+}
