@@ -81,6 +81,7 @@ fn single_violin_chunk_overfits_without_collapse() {
         steps: 1000,
         runs_dir: dir.join("runs"),
         run_name: Some("overfit".into()),
+        overwrite: false,
         resume: None,
         init_checkpoint: None,
         split: Split::Train,

@@ -48,6 +48,10 @@ struct TrainArgs {
     /// Continue the run in this directory from its latest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace the outputs of an earlier run of the same name (without it, reusing a run's
+    /// name is an error).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Start from these weights (a checkpoint folder or a .safetensors/.bpk file).
     #[arg(long)]
     init_checkpoint: Option<PathBuf>,
@@ -92,6 +96,7 @@ impl TrainArgs {
             steps: self.steps,
             runs_dir: self.runs_dir.clone(),
             run_name: self.run_name.clone(),
+            overwrite: self.overwrite,
             resume: self.resume.clone(),
             init_checkpoint: self.init_checkpoint.clone(),
             split: self.split,

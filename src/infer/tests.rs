@@ -31,6 +31,7 @@ fn run() -> &'static (PathBuf, PathBuf) {
             steps: 4,
             runs_dir: dir.join("runs"),
             run_name: Some("r".into()),
+            overwrite: false,
             resume: None,
             init_checkpoint: None,
             split: Split::Train,

@@ -20,7 +20,8 @@ pub use eval::VAL_CHUNKS;
 pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
-    CheckpointState, RunDir, RunMeta, RunStatus, default_run_name, read_state, step_label, unix_now,
+    CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, holds_a_run,
+    read_state, remove_run, step_label, unix_now,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 
@@ -70,8 +71,11 @@ pub struct TrainOptions {
     pub steps: usize,
     /// Parent of run directories.
     pub runs_dir: PathBuf,
-    /// Run name (default: timestamp).
+    /// Run name (default: timestamp): a plain folder name ([`check_run_name`]).
     pub run_name: Option<String>,
+    /// Replace the outputs of a run already in the run directory; without it such a run is
+    /// an error (use `resume` to continue it).
+    pub overwrite: bool,
     /// Continue the run in this directory from its latest checkpoint.
     pub resume: Option<PathBuf>,
     /// Initialise weights (only) from this checkpoint folder or weight file.
@@ -201,7 +205,19 @@ pub fn train(
         }
         None => {
             let name = options.run_name.clone().unwrap_or_else(default_run_name);
-            (config.clone(), options.runs_dir.join(name), None)
+            check_run_name(&name)?;
+            let dir = options.runs_dir.join(name);
+            if holds_a_run(&dir) {
+                if !options.overwrite {
+                    return Err(Error::Config(format!(
+                        "{}: a run already exists there; continue it with --resume {0}, pick \
+                         another --run-name, or pass --overwrite to replace it",
+                        dir.display()
+                    )));
+                }
+                remove_run(&dir)?;
+            }
+            (config.clone(), dir, None)
         }
     };
     config.validate()?;

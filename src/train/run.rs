@@ -141,6 +141,57 @@ pub fn default_run_name() -> String {
     )
 }
 
+/// A run name must be a plain folder name inside the runs directory: not empty, not `.` or
+/// `..`, no path separator or NUL, at most 255 bytes.
+pub fn check_run_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && !name.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "--run-name {name:?}: a run name is a plain folder name inside --runs-dir (no '/', \
+             '\\', '.' or '..', not empty)"
+        )))
+    }
+}
+
+/// What a run writes into its directory (and `--overwrite` removes).
+const RUN_OUTPUTS: [&str; 6] = [
+    "logs",
+    "checkpoints",
+    "renders",
+    "eval",
+    "resolved_config.json",
+    "run_meta.json",
+];
+
+/// Whether `dir` holds a run (its config, status or checkpoints).
+pub fn holds_a_run(dir: &Path) -> bool {
+    ["resolved_config.json", "run_meta.json", "checkpoints"]
+        .iter()
+        .any(|f| dir.join(f).exists())
+}
+
+/// Remove a run's outputs from `dir` (`--overwrite`); other files stay.
+pub fn remove_run(dir: &Path) -> Result<()> {
+    for name in RUN_OUTPUTS {
+        let p = dir.join(name);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(())
+}
+
 /// Paths inside a run directory.
 #[derive(Clone, Debug)]
 pub struct RunDir {

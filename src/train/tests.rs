@@ -67,6 +67,7 @@ fn options(runs: &Path, name: &str, steps: usize) -> TrainOptions {
         steps,
         runs_dir: runs.to_path_buf(),
         run_name: Some(name.into()),
+        overwrite: false,
         resume: None,
         init_checkpoint: None,
         split: Split::Train,
@@ -503,4 +504,47 @@ fn cached_target_spectrograms_give_the_same_steps_as_computed_ones() {
             );
         }
     }
+}
+
+/// Issue 15, defect 1: training under the name of an earlier run is refused (naming
+/// `--resume` and `--overwrite`) and leaves that run as it was; `--overwrite` replaces it.
+/// Defect 4: run names that are not plain folder names are refused before anything is
+/// written.
+#[test]
+fn reusing_a_run_name_is_refused_unless_overwriting_and_names_stay_inside_the_runs_dir() {
+    let runs = runs_dir("reuse");
+    let first = options(&runs, "a", 3);
+    train(&config(), cache(), &flex(), &first, &mut |_| {}).unwrap();
+    let state = runs.join("a/checkpoints/latest/state.json");
+    let before = std::fs::read(&state).unwrap();
+    let log = runs.join("a/logs/train.csv");
+    let log_before = std::fs::read(&log).unwrap();
+    let again = options(&runs, "a", 2);
+    let err = train(&config(), cache(), &flex(), &again, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("already exists") && err.contains("--resume") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "the earlier run was touched"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), log_before);
+    let mut overwrite = options(&runs, "a", 2);
+    overwrite.overwrite = true;
+    let s = train(&config(), cache(), &flex(), &overwrite, &mut |_| {}).unwrap();
+    assert_eq!(s.steps, 2);
+    assert_eq!(rows(&log).len(), 2, "the replaced run's log starts afresh");
+    for name in ["", ".", "..", "../x", "a/b", "x\\y", "nul\0"] {
+        let opts = options(&runs, name, 1);
+        let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--run-name"), "{name:?}: {err}");
+    }
+    assert!(!runs.join("x").exists() && !runs.parent().unwrap().join("x").exists());
+    std::fs::remove_dir_all(&runs).unwrap();
 }
