@@ -548,3 +548,16 @@ fn reusing_a_run_name_is_refused_unless_overwriting_and_names_stay_inside_the_ru
     assert!(!runs.join("x").exists() && !runs.parent().unwrap().join("x").exists());
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+/// Issue 15, defect 3 (its NaN part): a NaN or infinite validation loss is never the best, and
+/// a NaN best from an older state file does not freeze the best checkpoint for ever.
+#[test]
+fn non_finite_validation_is_never_better() {
+    use super::trainer::improves;
+    assert!(improves(None, 5.0, 0.0));
+    assert!(!improves(None, f64::NAN, 0.0));
+    assert!(!improves(Some(5.0), f64::NAN, 0.0));
+    assert!(!improves(Some(5.0), f64::NEG_INFINITY, 0.0));
+    assert!(improves(Some(f64::NAN), 7.0, 0.0));
+    assert!(improves(Some(5.0), 4.0, 0.5) && !improves(Some(5.0), 4.8, 0.5));
+}

@@ -286,10 +286,7 @@ impl<'a> Trainer<'a> {
             .evaluate(&|b: &Batch| self.render(&inference, b, temperature).0);
         let v = scores.spectral;
         self.first_val.get_or_insert(v);
-        let improved = self
-            .state
-            .best_val
-            .is_none_or(|b| v < b - self.config.early_stop_min_delta);
+        let improved = improves(self.state.best_val, v, self.config.early_stop_min_delta);
         if improved {
             self.state.best_val = Some(v);
             self.state.best_step = Some(step);
@@ -438,4 +435,14 @@ impl<'a> Trainer<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether validation loss `v` beats `best` by more than `min_delta`. A non-finite `v` is never
+/// better (a diverged evaluation must not become the best checkpoint), and a non-finite
+/// `best` (from an older state file) counts as none.
+pub(super) fn improves(best: Option<f64>, v: f64, min_delta: f64) -> bool {
+    v.is_finite()
+        && best
+            .filter(|b| b.is_finite())
+            .is_none_or(|b| v < b - min_delta)
 }
