@@ -357,16 +357,24 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parse a JSON document (unknown keys are an error naming the key).
+    /// Parse a JSON document: an object of options (unknown keys are an error naming the key;
+    /// an array, which serde would read positionally, is refused).
     pub fn from_json_str(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::Config(format!("invalid config JSON: {e}")))
+        Self::parse(text).map_err(|e| Error::Config(format!("invalid config JSON: {e}")))
     }
 
     /// Read a JSON config file; errors name the file.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
+        Self::parse(&text)
             .map_err(|e| Error::Config(format!("{}: invalid config: {e}", path.display())))
+    }
+
+    fn parse(text: &str) -> std::result::Result<Self, String> {
+        if !text.trim_start().starts_with('{') {
+            return Err("a config is a JSON object of options, {\"key\": value, ...}".into());
+        }
+        serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
     /// Pretty JSON with every key, unset options as `null`.

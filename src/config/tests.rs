@@ -411,3 +411,24 @@ fn translators_map_the_flat_config_onto_module_configs() {
     .temperature();
     assert_eq!((t.at(0), t.at(5), t.at(10)), (2.0, 1.5, 1.0));
 }
+
+/// Issue 15, defect 7: a JSON array (which serde would read positionally) or any other
+/// non-object is not a config.
+#[test]
+fn a_config_must_be_a_json_object() {
+    for text in ["[16000, 16384]", "\"gru\"", "42", "null", ""] {
+        let err = Config::from_json_str(text).unwrap_err().to_string();
+        assert!(err.contains("JSON object"), "{text:?}: {err}");
+    }
+    let dir = std::env::temp_dir().join(format!("ddsp-config-array-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("array.json");
+    std::fs::write(&path, "  [16000]").unwrap();
+    let err = Config::from_json_file(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("array.json") && err.contains("JSON object"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(Config::from_json_str("{\"sampleRate\": 16000}").is_ok());
+}

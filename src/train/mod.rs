@@ -196,12 +196,25 @@ pub fn train(
 ) -> Result<RunSummary> {
     let (config, run_dir, resume_dir) = match &options.resume {
         Some(dir) => {
+            if !dir.join("resolved_config.json").is_file() {
+                return Err(Error::Input {
+                    path: dir.clone(),
+                    reason: "not a run directory (no resolved_config.json) to resume".into(),
+                });
+            }
             let cfg = Config::from_json_file(&dir.join("resolved_config.json"))?;
-            (
-                cfg,
-                dir.clone(),
-                Some(dir.join("checkpoints").join("latest")),
-            )
+            let latest = dir.join("checkpoints").join("latest");
+            if !latest.join("state.json").is_file() {
+                return Err(Error::Checkpoint {
+                    path: latest,
+                    reason: format!(
+                        "no checkpoint yet: the run stopped before its first one (every {} \
+                         steps); train it again with --run-name and --overwrite",
+                        cfg.checkpoint_every
+                    ),
+                });
+            }
+            (cfg, dir.clone(), Some(latest))
         }
         None => {
             let name = options.run_name.clone().unwrap_or_else(default_run_name);

@@ -561,3 +561,33 @@ fn non_finite_validation_is_never_better() {
     assert!(improves(Some(f64::NAN), 7.0, 0.0));
     assert!(improves(Some(5.0), 4.0, 0.5) && !improves(Some(5.0), 4.8, 0.5));
 }
+
+/// Issue 15, defect 7: resuming a folder that is no run, or a run stopped before its first
+/// checkpoint, says so (not "cannot read state.json").
+#[test]
+fn resuming_without_a_checkpoint_says_why() {
+    let runs = runs_dir("nockpt");
+    let mut opts = options(&runs, "r", 1);
+    opts.resume = Some(runs.join("nothing-here"));
+    let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nothing-here") && err.contains("not a run directory"),
+        "{err}"
+    );
+    // A run with its config but no checkpoint (killed during its first steps).
+    std::fs::create_dir_all(runs.join("r/checkpoints")).unwrap();
+    config()
+        .write_json(&runs.join("r/resolved_config.json"))
+        .unwrap();
+    opts.resume = Some(runs.join("r"));
+    let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no checkpoint yet") && err.contains("latest"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}
