@@ -172,8 +172,15 @@ fn preprocess_inspect_and_train() {
         runs.join("m2/checkpoints/latest/model.safetensors")
             .exists()
     );
-    // Resuming uses the run's own config and says which flags it ignores.
+    // Resuming without --cache or --steps takes the run's own (it asked for 3: done).
     let m2 = runs.join("m2");
+    let o = run(&["train", "--resume", p(&m2), "--device", "flex"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m2.join("run_meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["stepsRequested"], 3, "{meta}");
+    assert_eq!(meta["steps"], 3, "{meta}");
+    // Resuming uses the run's own config and says which flags it ignores.
     let o = run(&[
         "train",
         "--cache",

@@ -24,21 +24,24 @@ struct Cli {
     command: Cmd,
 }
 
+/// Steps a new run trains for unless `--steps` says otherwise.
+const DEFAULT_STEPS: usize = 1000;
+
 /// `train`'s own flags (the config flags come with `ConfigArgs`).
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Cache folder made by `preprocess`.
-    #[arg(long)]
-    cache: PathBuf,
+    /// Cache folder made by `preprocess` (with --resume: the run's own by default).
+    #[arg(long, required_unless_present = "resume")]
+    cache: Option<PathBuf>,
     /// Audio folder to preprocess into `--cache` first (skipped work is reused).
     #[arg(long)]
     input: Option<PathBuf>,
     /// `dry` (pipeline sanity, no model) or `m2` (decoder + synth).
     #[arg(long, default_value = "m2")]
     mode: ddsp::train::Mode,
-    /// Total training steps.
-    #[arg(long, default_value_t = 1000)]
-    steps: usize,
+    /// Total training steps (default 1000; with --resume: the run's own).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Parent folder of run directories.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -93,7 +96,7 @@ impl TrainArgs {
     fn options(&self) -> ddsp::train::TrainOptions {
         ddsp::train::TrainOptions {
             mode: self.mode,
-            steps: self.steps,
+            steps: self.steps.unwrap_or(DEFAULT_STEPS),
             runs_dir: self.runs_dir.clone(),
             run_name: self.run_name.clone(),
             overwrite: self.overwrite,
@@ -311,8 +314,15 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let config = config.resolve()?;
+            // A resumed run keeps its own cache and step count unless told otherwise.
+            if let Some(run) = &args.resume {
+                let meta = ddsp::train::read_meta(run)?;
+                args.cache.get_or_insert_with(|| PathBuf::from(&meta.cache));
+                args.steps.get_or_insert(meta.steps_requested);
+            }
+            let cache = args.cache.clone().context("train needs --cache")?;
             if let Some(input) = &args.input {
-                preprocess(input, &args.cache, &config)?;
+                preprocess(input, &cache, &config)?;
             }
             // CubeCL reads its logging setup once, when the first device is touched.
             let kernels = args.kernel_path();
@@ -325,7 +335,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let device = ddsp::device::select(args.device)?;
             eprintln!("device: {}", device.description);
-            train(&config, &args.cache, &device, &args.options())?;
+            train(&config, &cache, &device, &args.options())?;
             if let Some(path) = &kernels {
                 if device.backend == ddsp::DeviceChoice::Flex {
                     ddsp::io::write_atomic(

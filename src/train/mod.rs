@@ -21,7 +21,7 @@ pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
     CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, holds_a_run,
-    read_state, remove_run, step_label, unix_now,
+    read_meta, read_state, remove_run, step_label, unix_now,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 

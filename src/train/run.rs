@@ -192,6 +192,16 @@ pub fn remove_run(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Read a run's `run_meta.json`.
+pub fn read_meta(run_dir: &Path) -> Result<RunMeta> {
+    let path = run_dir.join("run_meta.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Input {
+        path,
+        reason: format!("corrupt run metadata: {e}"),
+    })
+}
+
 /// Paths inside a run directory.
 #[derive(Clone, Debug)]
 pub struct RunDir {
