@@ -591,3 +591,22 @@ fn resuming_without_a_checkpoint_says_why() {
     );
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+/// Issue 15, defect 7: a run that stops with an error says so in `run_meta.json` (it was left
+/// "running"). The error here: its renders folder turns into a file once the run has started.
+#[test]
+fn a_failed_run_is_marked_failed() {
+    let runs = runs_dir("failed");
+    let opts = options(&runs, "f", 6);
+    let renders = runs.join("f/renders");
+    let err = train(&config(), cache(), &flex(), &opts, &mut |event| {
+        if let TrainEvent::Started { .. } = event {
+            std::fs::remove_dir_all(&renders).unwrap();
+            std::fs::write(&renders, b"in the way").unwrap();
+        }
+    })
+    .unwrap_err();
+    let meta = std::fs::read_to_string(runs.join("f/run_meta.json")).unwrap();
+    assert!(meta.contains("failed"), "{err}: {meta}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}

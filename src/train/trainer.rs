@@ -134,6 +134,22 @@ impl<'a> Trainer<'a> {
     /// (before the step, so step 0 is the baseline) and once at the end.
     pub(crate) fn run(
         mut self,
+        runner: StepRunner,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<RunSummary> {
+        let result = self.run_steps(runner, on_event);
+        if let Err(e) = &result {
+            // The run's status says how it ended (best effort: the error is what matters).
+            self.meta.status = RunStatus::Failed(e.to_string());
+            self.meta.ended_unix = Some(unix_now());
+            self.sync_meta();
+            let _ = self.run.write_meta(&self.meta);
+        }
+        result
+    }
+
+    fn run_steps(
+        &mut self,
         mut runner: StepRunner,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<RunSummary> {
