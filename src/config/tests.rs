@@ -432,3 +432,31 @@ fn a_config_must_be_a_json_object() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(Config::from_json_str("{\"sampleRate\": 16000}").is_ok());
 }
+
+/// Issue 15, defect 2 (config half): values that would allocate absurd amounts are refused,
+/// naming the option and the limit.
+#[test]
+fn sizes_that_would_exhaust_memory_are_refused() {
+    for (key, value, limit) in [
+        ("min-f0", "0.001", "20"),
+        ("sample-rate", "1e9", "384000"),
+        ("chunk-size", "100000000", "16777216"),
+        ("frame-size", "1000000", "65536"),
+        ("batch-size", "1000000", "4096"),
+    ] {
+        let err = overridden(&[(key, value)]).unwrap_err().to_string();
+        let option = key
+            .split('-')
+            .enumerate()
+            .fold(String::new(), |mut s, (i, w)| {
+                if i == 0 {
+                    s.push_str(w);
+                } else {
+                    s.push_str(&w[..1].to_uppercase());
+                    s.push_str(&w[1..]);
+                }
+                s
+            });
+        assert!(err.contains(&option) && err.contains(limit), "{key}: {err}");
+    }
+}

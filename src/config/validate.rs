@@ -10,6 +10,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let mut v = Validator::default();
         v.finite_positive("sampleRate", self.sample_rate);
+        // Bounds on sizes that allocate: values beyond them are mistakes, and would exhaust
+        // memory before anything else went wrong.
+        v.in_closed("sampleRate", self.sample_rate, 1000.0, MAX_SAMPLE_RATE);
+        v.at_most("chunkSize", self.chunk_size, MAX_CHUNK_SAMPLES);
+        v.at_most("frameSize", self.frame_size, MAX_FRAME_SIZE);
+        v.at_most("batchSize", self.batch_size, MAX_BATCH);
         v.at_least("chunkSize", self.chunk_size, 1);
         v.at_least("chunkHop", self.chunk_hop, 1);
         v.at_least("frameHop", self.frame_hop, 1);
@@ -42,6 +48,16 @@ impl Config {
             );
         }
         v.finite_positive("minF0", self.min_f0);
+        if self.min_f0 < MIN_F0_HZ {
+            v.fail(
+                "minF0",
+                format!(
+                    "must be >= {MIN_F0_HZ} Hz (the pitch tracker's window spans two periods of \
+                     minF0), got {}",
+                    self.min_f0
+                ),
+            );
+        }
         if !(self.min_f0 < self.max_f0) {
             v.fail(
                 "maxF0",
@@ -234,6 +250,18 @@ impl Config {
     }
 }
 
+/// Lowest `minF0`, Hz (below the lowest notes of any instrument; a lower one makes the pitch
+/// tracker's window millions of samples long).
+pub const MIN_F0_HZ: f64 = 20.0;
+/// Highest `sampleRate`, Hz.
+pub const MAX_SAMPLE_RATE: f64 = 384_000.0;
+/// Longest `chunkSize`, samples (about 17 minutes at 16 kHz).
+pub const MAX_CHUNK_SAMPLES: usize = 1 << 24;
+/// Longest `frameSize`, samples.
+pub const MAX_FRAME_SIZE: usize = 1 << 16;
+/// Largest `batchSize`.
+pub const MAX_BATCH: usize = 4096;
+
 #[derive(Default)]
 struct Validator {
     first: Option<String>,
@@ -266,6 +294,11 @@ impl Validator {
     fn in_closed(&mut self, option: &str, x: f64, lo: f64, hi: f64) {
         if !(x >= lo && x <= hi) {
             self.fail(option, format!("must be in [{lo}, {hi}], got {x}"));
+        }
+    }
+    fn at_most(&mut self, option: &str, x: usize, max: usize) {
+        if x > max {
+            self.fail(option, format!("must be <= {max}, got {x}"));
         }
     }
     fn at_least(&mut self, option: &str, x: usize, min: usize) {
