@@ -315,7 +315,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             let config = config.resolve()?;
             // A resumed run keeps its own cache and step count unless told otherwise.
-            if let Some(run) = &args.resume {
+            if let Some(run) = &args.resume
+                && (args.cache.is_none() || args.steps.is_none())
+            {
                 let meta = ddsp::train::read_meta(run)?;
                 args.cache.get_or_insert_with(|| PathBuf::from(&meta.cache));
                 args.steps.get_or_insert(meta.steps_requested);

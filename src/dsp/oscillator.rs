@@ -99,10 +99,9 @@ impl Oscillator {
         self.hop
     }
 
-    /// The phase advance over a whole frame, cycles (the phase of sample `hop - 1` minus the
-    /// frame's start): the next frame's `start` is `start + advance`, wrapped.
-    pub fn advance(&self, f0: f32, slope: f32) -> f64 {
-        self.offset(self.hop - 1, f0, slope)
+    /// Sample rate, Hz.
+    pub fn sample_rate(&self) -> f64 {
+        self.sample_rate
     }
 
     /// Phase of sample `r` after the frame's start, cycles.

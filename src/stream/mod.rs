@@ -54,8 +54,10 @@ impl<I: Iterator<Item = FrameIn>> FrameSource for I {
 /// A model rendering frame by frame: see the module doc.
 #[derive(Clone, Debug)]
 pub struct FrameStream {
-    /// Frames taken from the source for the next decode, `[max_batch]` each.
+    /// Frames taken from the source for the next decode (at most `max_batch`), and their
+    /// cleaned values, `[max_batch]` each.
     batch: Vec<FrameIn>,
+    max_batch: usize,
     f0: Vec<f32>,
     loudness: Vec<f32>,
     voicing: Vec<f32>,
@@ -96,6 +98,7 @@ impl FrameStream {
         let synth = FrameSynth::new(&model.synth, harmonics, bands, seed, max_block);
         Ok(Self {
             batch: Vec::with_capacity(max_batch),
+            max_batch,
             f0: vec![0.0; max_batch],
             loudness: vec![0.0; max_batch],
             voicing: vec![0.0; max_batch],
@@ -171,7 +174,7 @@ impl FrameStream {
             }
             // Enough frames for the rest of the block (the synth lags by about a hop).
             let wanted = (out.len() - written).div_ceil(self.hop) + 1;
-            while self.batch.len() < wanted.min(self.batch.capacity()) {
+            while self.batch.len() < wanted.min(self.max_batch) {
                 match source.next_frame() {
                     Some(frame) => self.batch.push(frame),
                     None => {

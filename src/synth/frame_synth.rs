@@ -49,8 +49,6 @@ const REVERB_PARTITION: usize = 128;
 #[derive(Clone, Debug)]
 pub struct FrameSynth {
     oscillator: Oscillator,
-    hop: usize,
-    sample_rate: f64,
     harmonics: usize,
     /// The last frame pushed, not rendered yet: f0 and harmonic amplitudes.
     pending: Option<f32>,
@@ -100,8 +98,6 @@ impl FrameSynth {
         let capacity = 2 * (hop + max_pull);
         Self {
             oscillator: Oscillator::new(hop, h.sample_rate(), h.amp_resample),
-            hop,
-            sample_rate: h.sample_rate(),
             harmonics,
             pending: None,
             pending_amplitudes: vec![0.0; harmonics],
@@ -152,7 +148,7 @@ impl FrameSynth {
         self.pending = Some(f0_hz);
         if let Some(n) = &mut self.noise {
             let bands = &controls.noise[t * n.bands..][..n.bands];
-            n.push(bands, self.hop, self.frames);
+            n.push(bands, self.oscillator.hop(), self.frames);
         }
         self.frames += 1;
     }
@@ -167,9 +163,10 @@ impl FrameSynth {
             amplitudes: &self.pending_amplitudes,
             next: &self.next_amplitudes,
         };
-        self.oscillator.render(&frame, 0..self.hop, &mut self.frame);
+        let hop = self.oscillator.hop();
+        self.oscillator.render(&frame, 0..hop, &mut self.frame);
         self.harmonic_queue.extend(self.frame.iter().copied());
-        let advance = frame_advance(f0, next_f0, self.hop, self.sample_rate);
+        let advance = frame_advance(f0, next_f0, hop, self.oscillator.sample_rate());
         self.phase = (self.phase + advance) % PHASE_ONE;
     }
 
@@ -188,7 +185,7 @@ impl FrameSynth {
             // The pushes queued the filtered noise up to the last frame's end less the delay
             // (or nothing, for a signal shorter than it); the centred output needs the delay's
             // worth more, from the accumulator's tail.
-            let need = (self.frames * self.hop).min(n.delay);
+            let need = (self.frames * self.oscillator.hop()).min(n.delay);
             n.queue.extend(n.acc[n.skip..n.skip + need].iter().copied());
             n.skip = 0;
         }

@@ -102,8 +102,9 @@ impl<C: CheckpointStrategy> SpectralTermsOp for Autodiff<Flex, C> {
 }
 
 /// One STFT scale: FFT size, hop, frame count and bins for signals of `N` samples (frames
-/// every `hop` from sample 0, the end zero-padded: `frames = max(1, ceil(N / hop))`).
-#[derive(Clone, Debug)]
+/// every `hop` from sample 0, the end zero-padded: `frames = max(1, ceil(N / hop))`), with
+/// its FFT plans (planned once, shared by every item's task forward and backward).
+#[derive(Clone)]
 struct Scale {
     n_fft: usize,
     hop: usize,
@@ -111,11 +112,26 @@ struct Scale {
     bins: usize,
     /// Periodic Hann window, `[n_fft]`.
     window: Vec<f32>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+}
+
+impl std::fmt::Debug for Scale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scale")
+            .field("n_fft", &self.n_fft)
+            .field("hop", &self.hop)
+            .field("frames", &self.frames)
+            .finish()
+    }
 }
 
 impl Scale {
     fn new(n_fft: usize, hop: usize, n: usize) -> Self {
+        let mut planner = RealFftPlanner::<f32>::new();
         Self {
+            forward: planner.plan_fft_forward(n_fft),
+            inverse: planner.plan_fft_inverse(n_fft),
             n_fft,
             hop,
             frames: n.div_ceil(hop).max(1),
@@ -149,10 +165,8 @@ struct Work {
 }
 
 impl Work {
-    fn new(n_fft: usize) -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let forward = planner.plan_fft_forward(n_fft);
-        let inverse = planner.plan_fft_inverse(n_fft);
+    fn new(scale: &Scale) -> Self {
+        let (forward, inverse) = (scale.forward.clone(), scale.inverse.clone());
         let scratch_len = forward
             .get_scratch_len()
             .max(inverse.get_scratch_len())
@@ -217,7 +231,7 @@ impl Settings {
             .into_par_iter()
             .map(|task| {
                 let (s, item) = (task / b, task % b);
-                let mut work = Work::new(self.scales[s].0.n_fft);
+                let mut work = Work::new(&self.scales[s].0);
                 op(s, item, &mut work, &audio[item * n..][..n])
             })
             .collect()
