@@ -187,6 +187,17 @@ pub struct Chunk {
     pub voiced_prob: Vec<f32>,
 }
 
+impl Chunk {
+    /// Its frame features (a copy).
+    pub fn features(&self) -> crate::features::FrameFeatures {
+        crate::features::FrameFeatures {
+            f0_hz: self.f0_hz.clone(),
+            voiced_prob: self.voiced_prob.clone(),
+            loudness_db: self.loudness_db.clone(),
+        }
+    }
+}
+
 /// A cache loaded into memory.
 #[derive(Clone, Debug)]
 pub struct Dataset {

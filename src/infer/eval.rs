@@ -199,14 +199,7 @@ pub fn eval_cache(
         let batch = Batch::from_chunks(&chunks, device);
         let out = forward_batch(inner, &batch, model.temperature, config.seed);
         let spec = scorer.target_spectrograms(batch.audio.clone());
-        let features: Vec<FrameFeatures> = chunks
-            .iter()
-            .map(|c| FrameFeatures {
-                f0_hz: c.f0_hz.clone(),
-                voiced_prob: c.voiced_prob.clone(),
-                loudness_db: c.loudness_db.clone(),
-            })
-            .collect();
+        let features: Vec<FrameFeatures> = chunks.iter().map(|c| c.features()).collect();
         let scores = scorer.score_batch(&batch.audio, &spec, &features, out.audio.audio);
         for (c, s) in chunks.iter().zip(scores) {
             let source = &data.manifest.sources[c.entry.source].path;

@@ -40,14 +40,7 @@ impl Evaluator {
                 let refs: Vec<_> = ids.iter().map(|&i| &data.chunks[i]).collect();
                 let batch = Batch::from_chunks(&refs, device);
                 let spectrograms = scorer.target_spectrograms(batch.audio.clone());
-                let features = refs
-                    .iter()
-                    .map(|c| FrameFeatures {
-                        f0_hz: c.f0_hz.clone(),
-                        voiced_prob: c.voiced_prob.clone(),
-                        loudness_db: c.loudness_db.clone(),
-                    })
-                    .collect();
+                let features = refs.iter().map(|c| c.features()).collect();
                 Target {
                     batch,
                     spectrograms,
