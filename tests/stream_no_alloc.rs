@@ -1,6 +1,6 @@
 //! `FrameStream::process` allocates nothing once the stream is warm: a global allocator that
 //! counts the allocations of the test's own thread while it processes (other threads, the
-//! harness's or a thread pool's, do not count).
+//! harness's, a thread pool's or another test's, do not count).
 
 use burn::tensor::Device;
 use ddsp::Config;
@@ -8,12 +8,21 @@ use ddsp::model::DdspModel;
 use ddsp::stream::{FrameIn, FrameStream};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations counted on this thread (tests run on threads of their own, in parallel).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn reset_allocations() {
+    ALLOCATIONS.with(|c| c.set(0));
 }
 
 fn counting() -> bool {
@@ -23,12 +32,12 @@ fn counting() -> bool {
 fn count(on: bool) {
     COUNTING.with(|c| c.set(on));
 }
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if counting() {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+            // `try_with`: never touch a thread-local that is being torn down.
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
         }
         unsafe { System.alloc(layout) }
     }
@@ -39,7 +48,8 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if counting() {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+            // `try_with`: never touch a thread-local that is being torn down.
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -60,11 +70,7 @@ fn process_allocates_nothing() {
     count(true);
     let probe = std::hint::black_box(Box::new(1u64));
     count(false);
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::SeqCst),
-        1,
-        "the counting allocator is not in use"
-    );
+    assert_eq!(allocations(), 1, "the counting allocator is not in use");
     drop(probe);
     for block in [32, 64, 256, 1024, 4096] {
         let mut stream = FrameStream::new(&model, 1.0, 0, block).unwrap();
@@ -76,7 +82,7 @@ fn process_allocates_nothing() {
         let mut out = vec![0.0f32; block];
         // Warm-up: the matrix kernels size their thread-local packing buffers once.
         stream.process(&mut frames, &mut out);
-        ALLOCATIONS.store(0, Ordering::SeqCst);
+        reset_allocations();
         count(true);
         let mut total = 0;
         for _ in 0..(16384 / block).max(4) {
@@ -84,11 +90,61 @@ fn process_allocates_nothing() {
         }
         count(false);
         assert!(total > 0);
-        assert_eq!(
-            ALLOCATIONS.load(Ordering::SeqCst),
-            0,
-            "block {block}: allocations in process"
-        );
+        assert_eq!(allocations(), 0, "block {block}: allocations in process");
         assert!(out.iter().any(|v| *v != 0.0), "block {block}: silent");
+    }
+}
+
+/// The host-rate stream (resamplers, live tracker, synth mode) allocates nothing either, for
+/// block sizes that change from call to call.
+#[test]
+fn live_process_allocates_nothing() {
+    use ddsp::stream::{Conditioning, LiveStream, NotePlayer, NoteShape};
+    let config = Config::from_sources(
+        Some(std::path::Path::new("configs/tiny.json")),
+        &[("reverb-length", "500")] as &[(&str, &str)],
+    )
+    .expect("tiny preset");
+    let model = DdspModel::new(&config, &Device::flex());
+    let features = config.feature_config();
+    let frame_rate = config.sample_rate / config.frame_hop as f64;
+    for (host, notes) in [
+        (44_100u32, false),
+        (48_000, false),
+        (16_000, false),
+        (48_000, true),
+    ] {
+        let conditioning = if notes {
+            Conditioning::Notes(NotePlayer::live(NoteShape::default(), frame_rate))
+        } else {
+            Conditioning::Audio { input_gain: 1.0 }
+        };
+        let mut stream =
+            LiveStream::new(&model, &features, 1.0, 0, host, 4096, conditioning).unwrap();
+        let input: Vec<f32> = (0..4097)
+            .map(|i| (i as f32 * 0.05).sin() * 0.4 + if i % 997 == 0 { f32::NAN } else { 0.0 })
+            .collect();
+        let mut out = vec![0.0f32; 4096];
+        stream.process(&input[1..4096], &mut out[1..4096]);
+        reset_allocations();
+        count(true);
+        for (k, n) in [32usize, 4096, 517, 1, 256, 1024, 33, 4000]
+            .iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            if notes && k == 3 {
+                stream.notes().expect("synth mode").note_on(64, 90);
+            }
+            let from = if k % 5 == 0 { 0 } else { 1 };
+            stream.process(&input[from..from + n], &mut out[..*n]);
+        }
+        count(false);
+        assert_eq!(
+            allocations(),
+            0,
+            "{host} Hz (notes {notes}): allocations in process"
+        );
     }
 }

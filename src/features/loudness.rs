@@ -69,14 +69,79 @@ pub(crate) fn loudness_of_frames(
 ) -> Vec<f32> {
     let weights = a_weighting_power(n_fft, sample_rate);
     frame_spectra(view, n_fft, hop, n_fft / 2, frames, |spectrum| {
-        let power: f64 = spectrum
-            .iter()
-            .zip(&weights)
-            .map(|(c, w)| c.norm_sqr() * w)
-            .sum::<f64>()
-            / spectrum.len() as f64;
-        (10.0 * power.max(1e-10).log10()).max(LOUDNESS_FLOOR_DB) as f32
+        weighted_db(spectrum, &weights)
     })
+}
+
+/// A frame's loudness from its spectrum: the A-weighted power averaged over bins, in dB
+/// (reference 0 dB), floored at [`LOUDNESS_FLOOR_DB`].
+fn weighted_db(spectrum: &[Complex<f64>], weights: &[f64]) -> f32 {
+    let power: f64 = spectrum
+        .iter()
+        .zip(weights)
+        .map(|(c, w)| c.norm_sqr() * w)
+        .sum::<f64>()
+        / spectrum.len() as f64;
+    (10.0 * power.max(1e-10).log10()).max(LOUDNESS_FLOOR_DB) as f32
+}
+
+/// Periodic Hann window of `n` samples.
+fn hann(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos())
+        .collect()
+}
+
+/// Loudness of live input, frame by frame and allocation-free: [`compute_loudness`]'s
+/// formula on the `n_fft` samples that END at the frame's sample (a causal window; the
+/// offline frames are centred, so live loudness trails them by half a window).
+pub struct LoudnessMeter {
+    weights: Vec<f64>,
+    window: Vec<f64>,
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f64>>,
+    input: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+}
+
+impl LoudnessMeter {
+    /// A meter with `n_fft`-sample frames at `sample_rate` Hz.
+    pub fn new(n_fft: usize, sample_rate: f64) -> Self {
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
+        Self {
+            weights: a_weighting_power(n_fft, sample_rate),
+            window: hann(n_fft),
+            input: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+        }
+    }
+
+    /// Samples one frame reads.
+    pub fn frame_length(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Loudness (dB) of the frame whose last `n_fft` samples are `history` (oldest first;
+    /// shorter histories are zero-padded at the front).
+    pub fn frame(&mut self, history: &[f32]) -> f32 {
+        let n = self.input.len();
+        let have = history.len().min(n);
+        self.input[..n - have].fill(0.0);
+        let recent = &history[history.len() - have..];
+        for ((slot, &v), w) in self.input[n - have..]
+            .iter_mut()
+            .zip(recent)
+            .zip(&self.window[n - have..])
+        {
+            *slot = v as f64 * w;
+        }
+        self.fft
+            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
+            .expect("fft sizes match");
+        weighted_db(&self.spectrum, &self.weights)
+    }
 }
 
 /// Spectra of frames `frames` of `n_fft` samples times a periodic Hann window, frame `i`
@@ -90,9 +155,7 @@ pub(crate) fn frame_spectra<T>(
     frames: std::ops::Range<usize>,
     mut each: impl FnMut(&[Complex<f64>]) -> T,
 ) -> Vec<T> {
-    let window: Vec<f64> = (0..n_fft)
-        .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n_fft as f64).cos())
-        .collect();
+    let window = hann(n_fft);
     let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
     let mut input = fft.make_input_vec();
     let mut spectrum = fft.make_output_vec();

@@ -9,6 +9,7 @@
 //! synthesizers place control frame `j`.
 
 pub mod audio;
+pub mod live;
 pub mod loudness;
 pub mod midi;
 pub mod notes;

@@ -108,7 +108,7 @@ fn boltzmann_pmf(k: usize, n: usize) -> f64 {
     (1.0 - (-l).exp()) * (-l * k as f64).exp() / (1.0 - (-l * n as f64).exp())
 }
 
-struct Yin {
+pub(super) struct Yin {
     frame_length: usize,
     win: usize,
     min_period: usize,
@@ -119,7 +119,7 @@ struct Yin {
 }
 
 impl Yin {
-    fn new(config: &PitchConfig) -> Self {
+    pub(super) fn new(config: &PitchConfig) -> Self {
         let sr = config.sample_rate;
         let need = 2 * ((sr / config.min_f0).ceil() as usize + 2);
         let frame_length = config.frame_length.max(need).next_multiple_of(2);
@@ -139,47 +139,83 @@ impl Yin {
         }
     }
 
-    /// CMNDF `d'(tau)` for `tau` in `0..=max_period + 1`.
-    fn cmndf(&self, x: &[f64]) -> Vec<f64> {
+    /// Buffers for [`Self::cmndf`], allocated once.
+    pub(super) fn scratch(&self) -> YinScratch {
+        YinScratch {
+            a: vec![0.0; self.fft_len],
+            b: vec![0.0; self.fft_len],
+            fa: self.fft.make_output_vec(),
+            fb: self.fft.make_output_vec(),
+            r: vec![0.0; self.fft_len],
+            sq: vec![0.0; self.frame_length + 1],
+            d: vec![0.0; self.max_period + 2],
+            out: vec![0.0; self.max_period + 2],
+            fft_scratch: self.fft.make_scratch_vec(),
+            ifft_scratch: self.ifft.make_scratch_vec(),
+        }
+    }
+
+    /// CMNDF `d'(tau)` for `tau` in `0..=max_period + 1` of a frame of `frame_length`
+    /// samples, computed in `s` (nothing allocated).
+    pub(super) fn cmndf<'s>(&self, x: &[f64], s: &'s mut YinScratch) -> &'s [f64] {
         let n = self.fft_len;
-        let mut a = vec![0.0; n];
-        a[..x.len()].copy_from_slice(x);
-        let mut b = vec![0.0; n];
-        b[..self.win].copy_from_slice(&x[..self.win]);
-        let mut fa = self.fft.make_output_vec();
-        let mut fb = self.fft.make_output_vec();
-        self.fft.process(&mut a, &mut fa).expect("fft length");
-        self.fft.process(&mut b, &mut fb).expect("fft length");
-        let mut prod: Vec<Complex<f64>> = fa.iter().zip(&fb).map(|(p, q)| p * q.conj()).collect();
-        prod[0].im = 0.0;
-        if let Some(last) = prod.last_mut() {
+        s.a.fill(0.0);
+        s.a[..x.len()].copy_from_slice(x);
+        s.b.fill(0.0);
+        s.b[..self.win].copy_from_slice(&x[..self.win]);
+        self.fft
+            .process_with_scratch(&mut s.a, &mut s.fa, &mut s.fft_scratch)
+            .expect("fft length");
+        self.fft
+            .process_with_scratch(&mut s.b, &mut s.fb, &mut s.fft_scratch)
+            .expect("fft length");
+        for (p, q) in s.fa.iter_mut().zip(&s.fb) {
+            *p *= q.conj();
+        }
+        s.fa[0].im = 0.0;
+        if let Some(last) = s.fa.last_mut() {
             last.im = 0.0;
         }
-        let mut r = vec![0.0; n];
-        self.ifft.process(&mut prod, &mut r).expect("ifft length");
-        let mut sq = vec![0.0; x.len() + 1];
+        self.ifft
+            .process_with_scratch(&mut s.fa, &mut s.r, &mut s.ifft_scratch)
+            .expect("ifft length");
+        s.sq[0] = 0.0;
         for (i, v) in x.iter().enumerate() {
-            sq[i + 1] = sq[i] + v * v;
+            s.sq[i + 1] = s.sq[i] + v * v;
         }
-        let e0 = sq[self.win];
+        let e0 = s.sq[self.win];
         let top = self.max_period + 1;
-        let mut d = vec![0.0; top + 1];
-        for (tau, slot) in d.iter_mut().enumerate().skip(1) {
-            let e_tau = sq[tau + self.win] - sq[tau];
-            *slot = (e0 + e_tau - 2.0 * r[tau] / n as f64).max(0.0);
+        s.d[0] = 0.0;
+        for tau in 1..=top {
+            let e_tau = s.sq[tau + self.win] - s.sq[tau];
+            s.d[tau] = (e0 + e_tau - 2.0 * s.r[tau] / n as f64).max(0.0);
         }
-        let mut out = vec![1.0; top + 1];
+        s.out[0] = 1.0;
         let mut running = 0.0;
         for tau in 1..=top {
-            running += d[tau];
-            out[tau] = if running > 0.0 {
-                d[tau] * tau as f64 / running
+            running += s.d[tau];
+            s.out[tau] = if running > 0.0 {
+                s.d[tau] * tau as f64 / running
             } else {
                 1.0
             };
         }
-        out
+        &s.out[..=top]
     }
+}
+
+/// [`Yin::cmndf`]'s buffers.
+pub(super) struct YinScratch {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    fa: Vec<Complex<f64>>,
+    fb: Vec<Complex<f64>>,
+    r: Vec<f64>,
+    sq: Vec<f64>,
+    d: Vec<f64>,
+    out: Vec<f64>,
+    fft_scratch: Vec<Complex<f64>>,
+    ifft_scratch: Vec<Complex<f64>>,
 }
 
 /// A pitch candidate of one frame.
@@ -189,6 +225,27 @@ pub(super) struct Candidate {
     prob: f64,
 }
 
+/// Candidate buffers of [`frame_candidates`], reused from frame to frame.
+#[derive(Default)]
+pub(super) struct CandidateScratch {
+    troughs: Vec<usize>,
+    probs: Vec<f64>,
+}
+
+impl CandidateScratch {
+    /// Buffers that never grow for periods up to `max_period`.
+    pub(super) fn with_capacity(max_period: usize) -> Self {
+        Self {
+            troughs: Vec::with_capacity(max_period + 1),
+            probs: Vec::with_capacity(max_period + 1),
+        }
+    }
+}
+
+/// The pitch candidates of a frame's CMNDF into `out` (cleared first): troughs in
+/// `[min_period, max_period]`, scored against the thresholds `beta`, parabolically refined.
+/// Allocates nothing once `scratch` and `out` have room for `max_period + 1` entries.
+#[allow(clippy::too_many_arguments)]
 fn frame_candidates(
     cmndf: &[f64],
     min_period: usize,
@@ -196,9 +253,13 @@ fn frame_candidates(
     beta: &[f64],
     no_trough_prob: f64,
     sample_rate: f64,
-) -> Vec<Candidate> {
+    scratch: &mut CandidateScratch,
+    out: &mut Vec<Candidate>,
+) {
+    out.clear();
+    let CandidateScratch { troughs, probs } = scratch;
     // Troughs in [min_period, max_period].
-    let mut troughs = Vec::new();
+    troughs.clear();
     for tau in min_period..=max_period {
         let left = if tau == min_period {
             f64::INFINITY
@@ -210,44 +271,45 @@ fn frame_candidates(
         }
     }
     if troughs.is_empty() {
-        return Vec::new();
+        return;
     }
-    let mut probs = vec![0.0; troughs.len()];
+    probs.clear();
+    probs.resize(troughs.len(), 0.0);
     for (k, &bp) in beta.iter().enumerate() {
         let threshold = (k + 1) as f64 / N_THRESHOLDS as f64;
-        let below: Vec<usize> = (0..troughs.len())
-            .filter(|&i| cmndf[troughs[i]] < threshold)
-            .collect();
-        if below.is_empty() {
+        let below = troughs.iter().filter(|&&t| cmndf[t] < threshold).count();
+        if below == 0 {
             let global = (0..troughs.len())
                 .min_by(|&a, &b| cmndf[troughs[a]].total_cmp(&cmndf[troughs[b]]))
                 .expect("non-empty");
             probs[global] += no_trough_prob * bp;
         } else {
-            for (pos, &i) in below.iter().enumerate() {
-                probs[i] += boltzmann_pmf(pos, below.len()) * bp;
+            let mut pos = 0;
+            for (i, &t) in troughs.iter().enumerate() {
+                if cmndf[t] < threshold {
+                    probs[i] += boltzmann_pmf(pos, below) * bp;
+                    pos += 1;
+                }
             }
         }
     }
-    troughs
-        .iter()
-        .zip(probs)
-        .filter(|(_, p)| *p > 0.0)
-        .map(|(&tau, prob)| {
-            let (a, b, c) = (cmndf[tau - 1], cmndf[tau], cmndf[tau + 1]);
-            let denom = a - 2.0 * b + c;
-            let shift = if denom.abs() > 1e-12 {
-                0.5 * (a - c) / denom
-            } else {
-                0.0
-            };
-            let shift = if shift.abs() <= 1.0 { shift } else { 0.0 };
-            Candidate {
-                f0: sample_rate / (tau as f64 + shift),
-                prob,
-            }
-        })
-        .collect()
+    for (&tau, &prob) in troughs.iter().zip(probs.iter()) {
+        if prob <= 0.0 {
+            continue;
+        }
+        let (a, b, c) = (cmndf[tau - 1], cmndf[tau], cmndf[tau + 1]);
+        let denom = a - 2.0 * b + c;
+        let shift = if denom.abs() > 1e-12 {
+            0.5 * (a - c) / denom
+        } else {
+            0.0
+        };
+        let shift = if shift.abs() <= 1.0 { shift } else { 0.0 };
+        out.push(Candidate {
+            f0: sample_rate / (tau as f64 + shift),
+            prob,
+        });
+    }
 }
 
 /// A frame's pitch candidates and whether it is loud enough to have any.
@@ -308,6 +370,27 @@ impl PitchTracker {
         (window.max(1), (OVERLAP_SECONDS * fps) as usize)
     }
 
+    /// The candidates of one analysis frame (`frame_length` samples) into `out`.
+    fn candidates(
+        &self,
+        frame: &[f64],
+        scratch: &mut YinScratch,
+        cands: &mut CandidateScratch,
+        out: &mut Vec<Candidate>,
+    ) {
+        let d = self.yin.cmndf(frame, scratch);
+        frame_candidates(
+            d,
+            self.yin.min_period,
+            self.yin.max_period,
+            &self.beta,
+            self.config.no_trough_prob,
+            self.config.sample_rate,
+            cands,
+            out,
+        );
+    }
+
     /// Each frame's candidates in `frames` (independent frames, in parallel).
     pub(super) fn analyse(
         &self,
@@ -320,22 +403,17 @@ impl PitchTracker {
         frames
             .into_par_iter()
             .map_init(
-                || vec![0.0f64; yin.frame_length],
-                |buf, i| {
+                || {
+                    let buf = vec![0.0f64; yin.frame_length];
+                    (buf, yin.scratch(), CandidateScratch::default())
+                },
+                |(buf, scratch, cands), i| {
                     view.frame(i, config.hop, half, buf);
-                    let rms = (buf.iter().map(|v| v * v).sum::<f64>() / buf.len() as f64).sqrt();
-                    if rms < config.silence_rms {
+                    if rms(buf) < config.silence_rms {
                         return (Vec::new(), false);
                     }
-                    let d = yin.cmndf(buf);
-                    let c = frame_candidates(
-                        &d,
-                        yin.min_period,
-                        yin.max_period,
-                        &self.beta,
-                        config.no_trough_prob,
-                        config.sample_rate,
-                    );
+                    let mut c = Vec::new();
+                    self.candidates(buf, scratch, cands, &mut c);
                     (c, true)
                 },
             )
@@ -393,6 +471,115 @@ impl PitchTracker {
             f0_hz: f0.into_iter().map(|v| v as f32).collect(),
             voiced_prob: prob.into_iter().map(|v| v as f32).collect(),
         }
+    }
+}
+
+/// Root mean square of a frame.
+fn rms(frame: &[f64]) -> f64 {
+    (frame.iter().map(|v| v * v).sum::<f64>() / frame.len().max(1) as f64).sqrt()
+}
+
+/// Causal pYIN without the HMM, for live input: each frame is analysed from the
+/// `frame_length` samples that END at its sample (nothing after it is needed), its voicing
+/// probability is the sum of its candidates' observation probabilities (as the offline
+/// tracker's), and its f0 the most probable candidate's, smoothed by a median over the last
+/// three voiced frames (octave and subharmonic slips of one frame vanish; no frame of delay).
+/// Unvoiced frames hold the last voiced f0, as the offline tracker's interpolation does
+/// between notes. Allocates nothing per frame.
+pub struct LivePitch {
+    tracker: PitchTracker,
+    scratch: YinScratch,
+    cands: CandidateScratch,
+    found: Vec<Candidate>,
+    frame: Vec<f64>,
+    /// The last three voiced f0 estimates (oldest first) and how many are set.
+    recent: [f64; 3],
+    recent_len: usize,
+    held_f0: f64,
+}
+
+impl LivePitch {
+    /// A tracker with `config`'s range, thresholds and frame length.
+    pub fn new(config: &PitchConfig) -> Self {
+        let tracker = PitchTracker::new(config);
+        let max_period = tracker.yin.max_period;
+        Self {
+            scratch: tracker.yin.scratch(),
+            cands: CandidateScratch::with_capacity(max_period),
+            found: Vec::with_capacity(max_period + 1),
+            frame: vec![0.0; tracker.yin.frame_length],
+            recent: [0.0; 3],
+            recent_len: 0,
+            held_f0: config.min_f0.max(1.0).sqrt() * config.max_f0.max(1.0).sqrt(),
+            tracker,
+        }
+    }
+
+    /// Samples of history one frame reads.
+    pub fn frame_length(&self) -> usize {
+        self.tracker.yin.frame_length
+    }
+
+    /// Forget the history of f0 estimates.
+    pub fn reset(&mut self) {
+        self.recent_len = 0;
+    }
+
+    /// f0 (Hz) and voicing probability of the frame whose last `frame_length` samples are
+    /// `history` (oldest first; shorter histories are zero-padded at the front).
+    pub fn frame(&mut self, history: &[f32]) -> (f32, f32) {
+        let n = self.frame.len();
+        let have = history.len().min(n);
+        self.frame[..n - have].fill(0.0);
+        for (slot, &v) in self.frame[n - have..]
+            .iter_mut()
+            .zip(&history[history.len() - have..])
+        {
+            *slot = v as f64;
+        }
+        let config = &self.tracker.config;
+        let mut voiced_prob = 0.0;
+        let mut best: Option<Candidate> = None;
+        if rms(&self.frame) >= config.silence_rms {
+            self.tracker.candidates(
+                &self.frame,
+                &mut self.scratch,
+                &mut self.cands,
+                &mut self.found,
+            );
+            for c in self
+                .found
+                .iter()
+                .filter(|c| (config.min_f0..=config.max_f0).contains(&c.f0))
+            {
+                voiced_prob += c.prob;
+                if best.is_none_or(|b| c.prob > b.prob) {
+                    best = Some(*c);
+                }
+            }
+        }
+        let voiced_prob = voiced_prob.clamp(0.0, 1.0);
+        if let Some(c) = best.filter(|_| voiced_prob >= config.voiced_threshold) {
+            if self.recent_len == 3 {
+                self.recent.rotate_left(1);
+                self.recent[2] = c.f0;
+            } else {
+                self.recent[self.recent_len] = c.f0;
+                self.recent_len += 1;
+            }
+            self.held_f0 = median(&self.recent[..self.recent_len]);
+        }
+        (self.held_f0 as f32, voiced_prob as f32)
+    }
+}
+
+/// Median of one to three values (the mean of the middle two for two).
+fn median(v: &[f64]) -> f64 {
+    match *v {
+        [a] => a,
+        [a, b] => 0.5 * (a + b),
+        [a, b, c] => a.max(b).min(a.min(b).max(c)),
+        _ => unreachable!("one to three values"),
     }
 }
 

@@ -15,28 +15,21 @@
 //! Still to come (issue 14): audio in (a causal f0 tracker and loudness), host sample rates
 //! (resampling in and out), the live `cpal` example.
 
+mod live;
 mod notes;
+mod rate;
 
+pub use live::{Conditioning, LiveStream, MAX_BLOCK};
 pub use notes::{NotePlayer, NoteShape};
 
 use crate::decoder::FrameDecoder;
 use crate::error::{Error, Result};
+pub use crate::features::live::FrameIn;
 use crate::model::DdspModel;
 use crate::synth::{ControlFrames, FrameControls, FrameSynth, RawFrames};
 
 /// Loudness standing in for a non-finite input, dB (below any audible frame).
 pub const SILENT_DB: f32 = -120.0;
-
-/// One frame of conditioning: f0 (Hz), loudness (dB), voicing probability.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct FrameIn {
-    /// f0, Hz (0 or less: unvoiced).
-    pub f0_hz: f32,
-    /// Loudness, dB.
-    pub loudness_db: f32,
-    /// Voicing probability, `[0, 1]`.
-    pub voicing: f32,
-}
 
 /// Where [`FrameStream::process`] gets its frames: the next frame, or `None` at the end of
 /// the signal (the stream then renders its tails and falls silent).
@@ -154,6 +147,44 @@ impl FrameStream {
             self.synth.push(&self.scaled, f0, t);
         }
         self.batch.clear();
+    }
+
+    /// How far the audio trails the frames pushed with [`Self::push_frames`]: after `k`
+    /// frames, `k * hop - lag()` samples have been ready to [`Self::pull`] in all.
+    pub fn lag(&self) -> usize {
+        self.synth.lag()
+    }
+
+    /// Frames one [`Self::push_frames`] takes at most.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Decode and render `frames` (at most [`Self::max_batch`]) as they arrive from a live
+    /// source; [`Self::pull`] the audio that is ready before the next push. The push-and-pull
+    /// form of [`Self::process`], for sources that may have no frame ready.
+    pub fn push_frames(&mut self, frames: &[FrameIn]) {
+        assert!(
+            frames.len() <= self.max_batch,
+            "push_frames takes at most max_batch frames"
+        );
+        self.batch.clear();
+        self.batch.extend_from_slice(frames);
+        if !self.batch.is_empty() {
+            self.push_batch();
+        }
+    }
+
+    /// Move up to `out.len()` samples that are ready into `out`; returns how many.
+    pub fn pull(&mut self, out: &mut [f32]) -> usize {
+        let mut written = 0;
+        loop {
+            let n = self.synth.pull(&mut out[written..]);
+            written += n;
+            if n == 0 || written == out.len() {
+                return written;
+            }
+        }
     }
 
     /// Fill `out` (at most `max_block` samples), drawing frames from `source` while the synth

@@ -192,6 +192,15 @@ impl FrameSynth {
         self.finished = true;
     }
 
+    /// How far the audio trails the frames: once `k` frames are pushed (and `k * hop` is at
+    /// least this), `k * hop - lag()` samples have been made ready in all. The harmonic
+    /// branch waits one hop for each frame's successor; the noise filter's centring delay may
+    /// be longer.
+    pub fn lag(&self) -> usize {
+        let hop = self.oscillator.hop();
+        self.noise.as_ref().map_or(hop, |n| n.delay.max(hop))
+    }
+
     /// Samples ready to [`Self::pull`].
     pub fn ready(&self) -> usize {
         let h = self.harmonic_queue.len();
