@@ -1,17 +1,20 @@
-//! Realtime rendering: one second of 16 kHz audio through `ddsp::stream::FrameStream` in
-//! blocks of 256 samples on the calling thread, for the tiny and paper presets (randomly
-//! initialised weights: the cost does not depend on their values). The real-time factor is
-//! one second over the time per iteration.
+//! Realtime rendering on the calling thread, for the tiny and paper presets (randomly
+//! initialised weights: the cost does not depend on their values). Each iteration renders one
+//! second of audio; the real-time factor is one second over the time per iteration.
 //!
-//! Ids `stream/{tiny,paper}/block256`.
+//! - `stream/{tiny,paper}/block256`: `FrameStream`, frames in, 16 kHz out, blocks of 256.
+//! - `stream/{tiny,paper}/live48k`: `LiveStream` as a plugin runs it: 48 kHz audio in
+//!   (resampled to 16 kHz, f0 and loudness tracked live), 48 kHz audio out, blocks of 256.
+//! - `stream/tiny/notes48k`: `LiveStream` in synth mode at 48 kHz, blocks of 256.
 
 use burn::tensor::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ddsp::Config;
 use ddsp::model::DdspModel;
-use ddsp::stream::{FrameIn, FrameStream};
+use ddsp::stream::{Conditioning, FrameIn, FrameStream, LiveStream, NotePlayer, NoteShape};
 
 const BLOCK: usize = 256;
+const HOST_RATE: u32 = 48_000;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("stream");
@@ -37,6 +40,52 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
+
+        let features = config.feature_config();
+        let audio_in = Conditioning::Audio { input_gain: 1.0 };
+        let mut live = LiveStream::new(&model, &features, 1.0, 0, HOST_RATE, BLOCK, audio_in)
+            .expect("a GRU preset at 48 kHz");
+        // One second of a gliding two-partial tone at the host rate.
+        let host_second = HOST_RATE as usize;
+        let mut phase = 0.0f64;
+        let input: Vec<f32> = (0..host_second)
+            .map(|i| {
+                let f0 = 150.0 + 300.0 * i as f64 / host_second as f64;
+                phase += std::f64::consts::TAU * f0 / HOST_RATE as f64;
+                (0.4 * phase.sin() + 0.2 * (2.0 * phase).sin()) as f32
+            })
+            .collect();
+        let mut host_out = vec![0.0f32; host_second];
+        group.bench_function(format!("{preset}/live48k"), |b| {
+            b.iter(|| {
+                for (i, o) in input.chunks(BLOCK).zip(host_out.chunks_mut(BLOCK)) {
+                    live.process(i, o);
+                }
+            })
+        });
+
+        if preset == "tiny" {
+            let frame_rate = config.sample_rate / config.frame_hop as f64;
+            let player = NotePlayer::live(NoteShape::default(), frame_rate);
+            let mut synth = LiveStream::new(
+                &model,
+                &features,
+                1.0,
+                0,
+                HOST_RATE,
+                BLOCK,
+                Conditioning::Notes(player),
+            )
+            .expect("a GRU preset at 48 kHz");
+            synth.notes().expect("synth mode").note_on(57, 100);
+            group.bench_function(format!("{preset}/notes48k"), |b| {
+                b.iter(|| {
+                    for o in host_out.chunks_mut(BLOCK) {
+                        synth.process(&[], o);
+                    }
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -126,7 +126,9 @@ impl Yin {
         let win = frame_length / 2;
         let min_period = ((sr / config.max_f0).floor() as usize).max(2);
         let max_period = ((sr / config.min_f0).ceil() as usize).min(frame_length - win - 2);
-        let fft_len = (frame_length + win).next_power_of_two();
+        // Long enough that the circular correlation never wraps; even, so its last bin is
+        // Nyquist's; 5-smooth, where rustfft is fastest (1536 = 3 * 2^9 for the default).
+        let fft_len = even_smooth_len(frame_length + win);
         let mut planner = RealFftPlanner::<f64>::new();
         Self {
             frame_length,
@@ -218,6 +220,22 @@ pub(super) struct YinScratch {
     ifft_scratch: Vec<Complex<f64>>,
 }
 
+/// The smallest even length `>= n` with no prime factor above 5.
+fn even_smooth_len(n: usize) -> usize {
+    let smooth = |mut m: usize| {
+        for p in [2, 3, 5] {
+            while m % p == 0 {
+                m /= p;
+            }
+        }
+        m == 1
+    };
+    (n.max(2).next_multiple_of(2)..)
+        .step_by(2)
+        .find(|&m| smooth(m))
+        .expect("5-smooth numbers are unbounded")
+}
+
 /// A pitch candidate of one frame.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Candidate {
@@ -225,11 +243,30 @@ pub(super) struct Candidate {
     prob: f64,
 }
 
+/// The first threshold index `k` (threshold `(k + 1) / 100`) that `value` is below, or
+/// [`N_THRESHOLDS`] if none: the same comparisons as scoring threshold by threshold.
+fn first_threshold_below(value: f64) -> usize {
+    let below = |k: usize| value < (k + 1) as f64 / N_THRESHOLDS as f64;
+    if !below(N_THRESHOLDS - 1) {
+        return N_THRESHOLDS;
+    }
+    let mut k = ((value * N_THRESHOLDS as f64).floor().max(0.0) as usize).min(N_THRESHOLDS - 1);
+    while k > 0 && below(k - 1) {
+        k -= 1;
+    }
+    while !below(k) {
+        k += 1;
+    }
+    k
+}
+
 /// Candidate buffers of [`frame_candidates`], reused from frame to frame.
 #[derive(Default)]
 pub(super) struct CandidateScratch {
     troughs: Vec<usize>,
     probs: Vec<f64>,
+    /// Per trough, the first threshold index it is below.
+    first: Vec<usize>,
 }
 
 impl CandidateScratch {
@@ -238,6 +275,7 @@ impl CandidateScratch {
         Self {
             troughs: Vec::with_capacity(max_period + 1),
             probs: Vec::with_capacity(max_period + 1),
+            first: Vec::with_capacity(max_period + 1),
         }
     }
 }
@@ -257,7 +295,11 @@ fn frame_candidates(
     out: &mut Vec<Candidate>,
 ) {
     out.clear();
-    let CandidateScratch { troughs, probs } = scratch;
+    let CandidateScratch {
+        troughs,
+        probs,
+        first,
+    } = scratch;
     // Troughs in [min_period, max_period].
     troughs.clear();
     for tau in min_period..=max_period {
@@ -275,23 +317,36 @@ fn frame_candidates(
     }
     probs.clear();
     probs.resize(troughs.len(), 0.0);
-    for (k, &bp) in beta.iter().enumerate() {
-        let threshold = (k + 1) as f64 / N_THRESHOLDS as f64;
-        let below = troughs.iter().filter(|&&t| cmndf[t] < threshold).count();
+    // Trough `i` is below threshold `k` (`(k + 1) / 100`) for every `k >= first[i]`, so the
+    // set of troughs below, and with it each one's Boltzmann weight, changes only at those
+    // indices: score each run of thresholds with one set once, with the run's prior mass.
+    first.clear();
+    first.extend(troughs.iter().map(|&t| first_threshold_below(cmndf[t])));
+    let mut starts = [false; N_THRESHOLDS];
+    starts[0] = true;
+    for &k in first.iter().filter(|&&k| k < N_THRESHOLDS) {
+        starts[k] = true;
+    }
+    let global = (0..troughs.len())
+        .min_by(|&a, &b| cmndf[troughs[a]].total_cmp(&cmndf[troughs[b]]))
+        .expect("non-empty");
+    let mut k = 0;
+    while k < N_THRESHOLDS {
+        let end = (k + 1..N_THRESHOLDS)
+            .find(|&e| starts[e])
+            .unwrap_or(N_THRESHOLDS);
+        let mass: f64 = beta[k..end].iter().sum();
+        let below = first.iter().filter(|&&f| f <= k).count();
         if below == 0 {
-            let global = (0..troughs.len())
-                .min_by(|&a, &b| cmndf[troughs[a]].total_cmp(&cmndf[troughs[b]]))
-                .expect("non-empty");
-            probs[global] += no_trough_prob * bp;
+            probs[global] += no_trough_prob * mass;
         } else {
             let mut pos = 0;
-            for (i, &t) in troughs.iter().enumerate() {
-                if cmndf[t] < threshold {
-                    probs[i] += boltzmann_pmf(pos, below) * bp;
-                    pos += 1;
-                }
+            for (p, _) in probs.iter_mut().zip(first.iter()).filter(|(_, f)| **f <= k) {
+                *p += boltzmann_pmf(pos, below) * mass;
+                pos += 1;
             }
         }
+        k = end;
     }
     for (&tau, &prob) in troughs.iter().zip(probs.iter()) {
         if prob <= 0.0 {
@@ -836,6 +891,86 @@ fn fill_unvoiced(f0: &[f64], voiced: &[bool], config: &PitchConfig) -> Vec<f64> 
 mod tests {
     use super::*;
     use crate::features::track_pitch;
+
+    #[test]
+    fn fft_lengths_are_even_and_5_smooth() {
+        assert_eq!(even_smooth_len(1536), 1536);
+        assert_eq!(even_smooth_len(1537), 1600);
+        assert_eq!(even_smooth_len(1), 2);
+        assert_eq!(even_smooth_len(2 * 1009), 2048);
+    }
+
+    /// The run-by-run candidate scoring equals pYIN's threshold-by-threshold definition
+    /// (written out here naively) on random difference functions, troughs at thresholds'
+    /// edges included.
+    #[test]
+    fn candidate_scoring_equals_the_threshold_by_threshold_definition() {
+        let beta = threshold_probs();
+        let mut state = 12345u64;
+        let mut rand = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..200 {
+            let len = 60;
+            let cmndf: Vec<f64> = (0..len)
+                .map(|i| match case % 3 {
+                    0 => 1.2 * rand(),
+                    1 => (rand() * 100.0).floor() / 100.0, // exactly on thresholds
+                    _ => 0.05 + 0.3 * ((i as f64) * 0.7).sin().abs() + 0.02 * rand(),
+                })
+                .collect();
+            let (min_p, max_p) = (2, len - 2);
+            let mut got = Vec::new();
+            frame_candidates(
+                &cmndf,
+                min_p,
+                max_p,
+                &beta,
+                0.01,
+                16000.0,
+                &mut CandidateScratch::default(),
+                &mut got,
+            );
+            // The definition: per threshold, the troughs below share a Boltzmann pmf in
+            // period order; with none below, the global minimum takes no_trough_prob.
+            let troughs: Vec<usize> = (min_p..=max_p)
+                .filter(|&t| {
+                    let left = if t == min_p {
+                        f64::INFINITY
+                    } else {
+                        cmndf[t - 1]
+                    };
+                    cmndf[t] < left && cmndf[t] <= cmndf[t + 1]
+                })
+                .collect();
+            let mut probs = vec![0.0; troughs.len()];
+            for (k, &bp) in beta.iter().enumerate() {
+                let thr = (k + 1) as f64 / N_THRESHOLDS as f64;
+                let below: Vec<usize> = (0..troughs.len())
+                    .filter(|&i| cmndf[troughs[i]] < thr)
+                    .collect();
+                if below.is_empty() {
+                    if let Some(g) = (0..troughs.len())
+                        .min_by(|&a, &b| cmndf[troughs[a]].total_cmp(&cmndf[troughs[b]]))
+                    {
+                        probs[g] += 0.01 * bp;
+                    }
+                } else {
+                    for (pos, &i) in below.iter().enumerate() {
+                        probs[i] += boltzmann_pmf(pos, below.len()) * bp;
+                    }
+                }
+            }
+            let want: Vec<f64> = probs.into_iter().filter(|p| *p > 0.0).collect();
+            assert_eq!(got.len(), want.len(), "case {case}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.prob - w).abs() < 1e-12, "case {case}: {} vs {w}", g.prob);
+            }
+        }
+    }
 
     #[test]
     fn beta_cdf_matches_closed_form() {
