@@ -224,13 +224,8 @@ fn midi_frames(model: &Model, path: &Path, args: &RenderArgs) -> Result<(Frames,
     }
     let peak_db = args
         .peak_db
-        .or_else(|| {
-            // The training data's loud notes: the 95th percentile of note loudness.
-            let q = &model.stats()?.loudness_note.quantiles;
-            let at = (q.len().saturating_sub(1) as f64 * 0.95).round() as usize;
-            q.get(at).map(|&v| v as f64)
-        })
-        .unwrap_or(-25.0);
+        .or_else(|| model.loud_note_db())
+        .unwrap_or(ddsp::stream::NoteShape::default().peak_db);
     if !peak_db.is_finite() || !args.vibrato_cents.is_finite() {
         bail!("--peak-db and --vibrato-cents must be finite");
     }

@@ -303,6 +303,14 @@ impl Model {
         self.config.sample_rate.round() as u32
     }
 
+    /// Loudness of the training data's loud notes, dB: the 95th percentile of its note
+    /// loudness (what synth mode plays a velocity-127 note at), if the run kept statistics.
+    pub fn loud_note_db(&self) -> Option<f64> {
+        let q = &self.stats()?.loudness_note.quantiles;
+        let at = (q.len().saturating_sub(1) as f64 * 0.95).round() as usize;
+        q.get(at).map(|&v| v as f64)
+    }
+
     /// Feature frames per second.
     pub fn frame_rate(&self) -> f64 {
         self.config.sample_rate / self.config.frame_hop as f64
