@@ -270,6 +270,7 @@ fn train(
                 .unwrap_or_else(|| "-".into()),
             if best { "  (best)" } else { "" }
         )),
+        TrainEvent::Note { message } => say(format!("note: {message}")),
         TrainEvent::Checkpoint { .. } => {}
         TrainEvent::EarlyStopped { step } => say(format!("early stop at step {step}")),
     })?;

@@ -231,6 +231,7 @@ pub struct Model {
     device: Device,
     dir: PathBuf,
     step: usize,
+    notes: Vec<String>,
 }
 
 impl Model {
@@ -238,10 +239,23 @@ impl Model {
     /// itself (`which` is then ignored): `state.json` gives the config and statistics,
     /// `model.bpk` (or `model.safetensors`) the weights. `device` without autodiff.
     pub fn load(path: &Path, which: Checkpoint, device: &Device) -> Result<Self> {
+        let mut notes = Vec::new();
         let dir = if path.join("state.json").exists() {
             path.to_path_buf()
         } else if path.join("checkpoints").is_dir() {
-            path.join("checkpoints").join(which.folder())
+            let checkpoints = path.join("checkpoints");
+            let wanted = checkpoints.join(which.folder());
+            match crate::train::find_checkpoint(&checkpoints, &which.folder()) {
+                Some(found) if found != wanted => {
+                    notes.push(format!(
+                        "{} is missing (a checkpoint save was interrupted); loading {}",
+                        wanted.display(),
+                        found.display()
+                    ));
+                    found
+                }
+                _ => wanted,
+            }
         } else {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
@@ -275,7 +289,14 @@ impl Model {
             device: device.clone(),
             dir,
             step: state.step,
+            notes,
         })
+    }
+
+    /// What loading had to say without failing (a checkpoint recovered after an interrupted
+    /// save, weights without checksums), one line each, for the caller to show.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The run's config.

@@ -20,8 +20,8 @@ pub use eval::VAL_CHUNKS;
 pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
-    CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, holds_a_run,
-    read_meta, read_state, remove_run, step_label, unix_now,
+    CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, find_checkpoint,
+    holds_a_run, read_meta, read_state, remove_run, step_label, unix_now,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 
@@ -124,6 +124,12 @@ pub enum TrainEvent {
         /// Whether it is the best so far.
         best: bool,
     },
+    /// Something the user should know that does not stop the run (for example a checkpoint
+    /// recovered after an interrupted save).
+    Note {
+        /// The message.
+        message: String,
+    },
     /// A checkpoint was written.
     Checkpoint {
         /// Its folder.
@@ -203,14 +209,23 @@ pub fn train(
                 });
             }
             let cfg = Config::from_json_file(&dir.join("resolved_config.json"))?;
-            let latest = dir.join("checkpoints").join("latest");
-            if !latest.join("state.json").is_file() {
+            let checkpoints = dir.join("checkpoints");
+            let Some(latest) = find_checkpoint(&checkpoints, "latest") else {
                 return Err(Error::Checkpoint {
-                    path: latest,
+                    path: checkpoints.join("latest"),
                     reason: format!(
                         "no checkpoint yet: the run stopped before its first one (every {} \
                          steps); train it again with --run-name and --overwrite",
                         cfg.checkpoint_every
+                    ),
+                });
+            };
+            if latest != checkpoints.join("latest") {
+                on_event(TrainEvent::Note {
+                    message: format!(
+                        "{} is missing (a checkpoint save was interrupted); resuming from {}",
+                        checkpoints.join("latest").display(),
+                        latest.display()
                     ),
                 });
             }

@@ -226,6 +226,21 @@ impl RunDir {
         self.root.join("checkpoints").join(name)
     }
 
+    /// Put checkpoint `name` back in place after a save interrupted between its two renames
+    /// (see [`find_checkpoint`]): the copy found is renamed to `checkpoints/<name>`.
+    fn restore_checkpoint(&self, name: &str) -> Result<()> {
+        let dir = self.checkpoint(name);
+        match find_checkpoint(&self.root.join("checkpoints"), name) {
+            Some(found) if found != dir => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                }
+                std::fs::rename(&found, &dir).map_err(|e| Error::io(&dir, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `renders/step_XXXXXXXX`.
     pub fn renders(&self, step: usize) -> PathBuf {
         self.root.join("renders").join(step_label(step))
@@ -274,6 +289,7 @@ impl RunDir {
         optimizer: Option<&ModuleOptimizer>,
         state: &CheckpointState,
     ) -> Result<PathBuf> {
+        self.restore_checkpoint(name)?;
         let dir = self.checkpoint(name);
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -301,6 +317,27 @@ impl RunDir {
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
+}
+
+/// Whether `dir` holds a complete checkpoint: its `state.json`, written last, is there.
+fn is_complete(dir: &Path) -> bool {
+    dir.join("state.json").is_file()
+}
+
+/// Where checkpoint `name` of a run can be read (`checkpoints` is the run's `checkpoints/`
+/// folder): `<name>` itself, or, when a save was interrupted between its two renames and left
+/// no complete `<name>`, the new copy `.<name>.tmp` if it is complete, else the previous one,
+/// `.<name>.old`. `None` when there is no complete copy. The next save of `name` puts the copy
+/// back in place and removes the others.
+pub fn find_checkpoint(checkpoints: &Path, name: &str) -> Option<PathBuf> {
+    [
+        name.to_string(),
+        format!(".{name}.tmp"),
+        format!(".{name}.old"),
+    ]
+    .into_iter()
+    .map(|n| checkpoints.join(n))
+    .find(|dir| is_complete(dir))
 }
 
 /// Read a checkpoint's `state.json`.

@@ -610,3 +610,69 @@ fn a_failed_run_is_marked_failed() {
     assert!(meta.contains("failed"), "{err}: {meta}");
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Issue 15, defect 6: a save of `latest` interrupted between its two renames leaves no
+/// `latest`, only `.latest.old` (the previous one) and `.latest.tmp` (the new one, complete or
+/// not). Loading and resuming fall back to the complete new copy, else the old one, and the
+/// next save puts `latest` back and removes the leftovers.
+#[test]
+fn an_interrupted_latest_swap_is_recovered() {
+    use crate::infer::{Checkpoint, Model};
+    let runs = runs_dir("swap");
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "s", 6),
+        &mut |_| {},
+    )
+    .unwrap();
+    let ckpts = runs.join("s/checkpoints");
+    let run = runs.join("s");
+    let device = Device::flex();
+    // Killed after `latest` -> `.latest.old`, before `.latest.tmp` -> `latest`.
+    std::fs::rename(ckpts.join("latest"), ckpts.join(".latest.tmp")).unwrap();
+    copy_dir(&ckpts.join("step_00000003"), &ckpts.join(".latest.old"));
+    let model = Model::load(&run, Checkpoint::Latest, &device).unwrap();
+    assert_eq!(model.step(), 6, "the complete new copy wins");
+    assert!(
+        model.notes()[0].contains("interrupted"),
+        "{:?}",
+        model.notes()
+    );
+    // Killed while `.latest.tmp` was being written: it has no state.json.
+    std::fs::remove_file(ckpts.join(".latest.tmp/state.json")).unwrap();
+    let model = Model::load(&run, Checkpoint::Latest, &device).unwrap();
+    assert_eq!(model.step(), 3, "the previous copy");
+    // Resume falls back the same way and says so; its first save cleans up.
+    let mut opts = options(&runs, "s", 9);
+    opts.resume = Some(run.clone());
+    let mut notes = Vec::new();
+    let mut start = None;
+    train(&config(), cache(), &flex(), &opts, &mut |e| match e {
+        TrainEvent::Note { message } => notes.push(message),
+        TrainEvent::Started { start_step, .. } => start = Some(start_step),
+        _ => {}
+    })
+    .unwrap();
+    assert_eq!(start, Some(3));
+    assert!(notes.iter().any(|n| n.contains(".latest.old")), "{notes:?}");
+    assert_eq!(read_state(&ckpts.join("latest")).unwrap().step, 9);
+    assert!(!ckpts.join(".latest.old").exists() && !ckpts.join(".latest.tmp").exists());
+    // Nothing complete anywhere: "no checkpoint yet", not a read error.
+    std::fs::remove_dir_all(ckpts.join("latest")).unwrap();
+    std::fs::create_dir_all(ckpts.join(".latest.tmp")).unwrap();
+    let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no checkpoint yet"), "{err}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
