@@ -1,6 +1,6 @@
 //! Small file helpers shared by every layer that writes user data.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -53,6 +53,47 @@ pub fn append_csv_row(path: &Path, header: &[&str], row: &[String]) -> Result<()
     text.push('\n');
     file.write_all(text.as_bytes())
         .map_err(|e| Error::io(path, e))
+}
+
+/// Open `path` for reading only if it is a regular file: a folder, a device (`/dev/zero`
+/// never ends), a FIFO (blocks for ever) or a socket is an error saying which. Returns the file
+/// and its length, which bounds whatever is read from it.
+pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    fn check(meta: &std::fs::Metadata) -> std::io::Result<u64> {
+        if meta.is_file() {
+            Ok(meta.len())
+        } else if meta.is_dir() {
+            Err(std::io::Error::other("a folder, not a file"))
+        } else {
+            Err(std::io::Error::other(
+                "not a regular file (a device, FIFO or socket)",
+            ))
+        }
+    }
+    // Checked before opening (opening a FIFO blocks) and again on the file opened.
+    check(&std::fs::metadata(path)?)?;
+    let file = std::fs::File::open(path)?;
+    let len = check(&file.metadata()?)?;
+    Ok((file, len))
+}
+
+/// Read a whole regular file ([`open_regular`]): never more than the length it had when
+/// opened.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether `name` is a plain file or folder name: not empty, not `.` or `..`, no path
+/// separator or NUL, at most 255 bytes. Joined to a folder, it stays inside that folder.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && !name.contains(['/', '\\', '\0'])
 }
 
 /// Lower-case hex of bytes.

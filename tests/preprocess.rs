@@ -472,3 +472,83 @@ fn streaming_features_of_a_file_equal_the_in_memory_ones() {
     assert!(err.contains("silence"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 15, defect 4 (manifest) and defect 2 (cache files): a manifest's shard paths are plain
+/// names inside the cache (no absolute paths, no `..`, no symbolic link leading out), the
+/// files read are regular files (a FIFO or a device would block or never end), and a shard
+/// header's length is checked against the file's before anything is allocated. Each error
+/// names the file and the problem.
+#[test]
+fn cache_files_must_be_regular_files_inside_the_cache() {
+    let dir = temp_dir("escape");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    write_int(
+        &input.join("a.wav"),
+        &tone(262.0, 2.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    let cache = dir.join("cache");
+    let report = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
+    let shard = report.manifest.sources[0].shard.clone();
+    let manifest = std::fs::read_to_string(cache.join("manifest.json")).unwrap();
+    let open_with = |name: &str| {
+        let text = manifest.replace(&shard, name);
+        std::fs::write(cache.join("manifest.json"), text).unwrap();
+        Dataset::open_any(&cache)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    std::fs::copy(cache.join(&shard), dir.join("outside.safetensors")).unwrap();
+    for name in [
+        "../outside.safetensors",
+        "/dev/zero",
+        "sub/x.safetensors",
+        "",
+    ] {
+        let err = open_with(name).unwrap_err();
+        assert!(err.contains("not a plain file name"), "{name}: {err}");
+    }
+    let link = |name: &str, to: &Path| {
+        std::os::unix::fs::symlink(to, cache.join(name)).unwrap();
+        open_with(name).map_err(|e| {
+            assert!(e.contains(name), "{e}");
+            e
+        })
+    };
+    let err = link("chunks-out.safetensors", &dir.join("outside.safetensors")).unwrap_err();
+    assert!(err.contains("leading out of the cache"), "{err}");
+    let err = link("chunks-zero.safetensors", Path::new("/dev/zero")).unwrap_err();
+    assert!(err.contains("leading out of the cache"), "{err}");
+    link("chunks-in.safetensors", &cache.join(&shard)).expect("a link inside the cache is fine");
+    let fifo = |path: &Path| {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    fifo(&cache.join("chunks-fifo.safetensors"));
+    let err = open_with("chunks-fifo.safetensors").unwrap_err();
+    assert!(
+        err.contains("chunks-fifo.safetensors") && err.contains("not a regular file"),
+        "{err}"
+    );
+    // A header claiming more bytes than the file has.
+    let mut huge = u64::MAX.to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}");
+    std::fs::write(cache.join("chunks-huge.safetensors"), huge).unwrap();
+    let err = open_with("chunks-huge.safetensors").unwrap_err();
+    assert!(
+        err.contains("chunks-huge.safetensors") && err.contains("header claims"),
+        "{err}"
+    );
+    // The manifest itself as a FIFO.
+    std::fs::remove_file(cache.join("manifest.json")).unwrap();
+    fifo(&cache.join("manifest.json"));
+    let err = Dataset::open_any(&cache).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -136,14 +136,14 @@ impl Manifest {
     /// directory.
     pub fn read(cache: &Path) -> Result<Self> {
         let path = cache.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Cache {
+        let bytes = crate::io::read_regular(&path).map_err(|e| Error::Cache {
             path: cache.to_path_buf(),
             reason: format!(
                 "no readable {MANIFEST} ({e}); run `ddspe2e preprocess --cache {}` first",
                 cache.display()
             ),
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Cache {
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Cache {
             path: path.clone(),
             reason: format!("corrupt manifest: {e}"),
         })?;
@@ -156,7 +156,39 @@ impl Manifest {
                 ),
             });
         }
+        manifest.check(&path)?;
         Ok(manifest)
+    }
+
+    /// What the rest of the crate relies on: a valid config (its sizes bounded), shard names
+    /// that stay inside the cache, chunks that refer to a source.
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |reason: String| Error::Cache {
+            path: path.to_path_buf(),
+            reason,
+        };
+        self.config
+            .validate()
+            .map_err(|e| bad(format!("invalid config in the manifest: {e}")))?;
+        for source in &self.sources {
+            let name = source.shard.as_str();
+            if !crate::io::is_plain_name(name) {
+                return Err(bad(format!(
+                    "shard {name:?} of {} is not a plain file name inside the cache (no \
+                     folders, '..' or absolute paths)",
+                    source.path
+                )));
+            }
+        }
+        if let Some(c) = self.chunks.iter().find(|c| c.source >= self.sources.len()) {
+            return Err(bad(format!(
+                "chunk {} refers to source {}, but there are {}",
+                c.id,
+                c.source,
+                self.sources.len()
+            )));
+        }
+        Ok(())
     }
 
     /// The feature options where `config` differs from the cache's, as
@@ -170,6 +202,32 @@ impl Manifest {
             .map(|((name, a), (_, b))| format!("{name}: cache {a}, requested {b}"))
             .collect()
     }
+}
+
+/// A shard that is a symbolic link must lead to a file inside the cache directory.
+fn stays_inside(dir: &Path, path: &Path) -> Result<()> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(());
+    }
+    let target = std::fs::canonicalize(path);
+    let inside = match (&target, std::fs::canonicalize(dir)) {
+        (Ok(t), Ok(d)) => t.starts_with(d),
+        _ => false,
+    };
+    if inside {
+        return Ok(());
+    }
+    Err(Error::Cache {
+        path: path.to_path_buf(),
+        reason: match target {
+            Ok(t) => format!(
+                "a symbolic link leading out of the cache (to {}); shards must be files inside it",
+                t.display()
+            ),
+            Err(e) => format!("a symbolic link that cannot be followed ({e})"),
+        },
+    })
 }
 
 /// One chunk with its arrays.
@@ -239,7 +297,9 @@ impl Dataset {
         let frames = manifest.config.frames_per_chunk();
         let size = manifest.config.chunk_size;
         for (si, source) in manifest.sources.iter().enumerate() {
-            let shard = preprocess::read_shard(&dir.join(&source.shard), size, frames)?;
+            let path = dir.join(&source.shard);
+            stays_inside(dir, &path)?;
+            let shard = preprocess::read_shard(&path, size, frames)?;
             for entry in manifest.chunks.iter().filter(|c| c.source == si) {
                 let row = entry.row;
                 if row >= shard.rows {

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::io::{hex, sha256_hex};
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -147,7 +148,27 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    let (mut file, len) =
+        crate::io::open_regular(path).map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    // The header's length is checked against the file's before anything is allocated.
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(|_| {
+        bad(format!(
+            "corrupt shard: {len} bytes, too short for a header"
+        ))
+    })?;
+    let header = u64::from_le_bytes(head);
+    if header > len - 8 {
+        return Err(bad(format!(
+            "corrupt shard: its header claims {header} bytes, but the file holds {len}"
+        )));
+    }
+    let mut bytes = head.to_vec();
+    bytes.reserve_exact((len - 8) as usize);
+    (&mut file)
+        .take(len - 8)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read shard: {e}")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;

@@ -144,12 +144,7 @@ pub fn default_run_name() -> String {
 /// A run name must be a plain folder name inside the runs directory: not empty, not `.` or
 /// `..`, no path separator or NUL, at most 255 bytes.
 pub fn check_run_name(name: &str) -> Result<()> {
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 255
-        && !name.contains(['/', '\\', '\0']);
-    if plain {
+    if crate::io::is_plain_name(name) {
         Ok(())
     } else {
         Err(Error::Config(format!(
@@ -343,11 +338,11 @@ pub fn find_checkpoint(checkpoints: &Path, name: &str) -> Option<PathBuf> {
 /// Read a checkpoint's `state.json`.
 pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Checkpoint {
+    let text = crate::io::read_regular(&path).map_err(|e| Error::Checkpoint {
         path: path.clone(),
         reason: format!("cannot read: {e}"),
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+    serde_json::from_slice(&text).map_err(|e| Error::Checkpoint {
         path,
         reason: format!("corrupt state: {e}"),
     })
@@ -356,7 +351,7 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
 /// Load the optimizer state saved next to a checkpoint's weights.
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optimizer.bpk");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
     let record =
         burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| Error::Checkpoint {
