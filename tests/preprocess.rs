@@ -552,3 +552,71 @@ fn cache_files_must_be_regular_files_inside_the_cache() {
     assert!(err.contains("not a regular file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A 16-bit mono WAV header claiming `data_bytes` of samples, followed by `actual` bytes.
+fn wav_claiming(path: &Path, rate: u32, data_bytes: u32, actual: usize) {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&data_bytes.saturating_add(36).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_bytes.to_le_bytes());
+    b.extend((0..actual).map(|i| (i * 37 % 251) as u8));
+    std::fs::write(path, b).unwrap();
+}
+
+/// Issue 15, defect 2 (audio) and defect 7 (short files): a header claiming an absurd sample
+/// rate or more samples than the file holds is refused naming the file, before anything the
+/// claim would size is allocated; a file too short for one analysis frame (or one that
+/// resamples to nothing) says so, instead of "all silence" or a chunk of zero padding; the
+/// good files in the folder are still processed.
+#[test]
+fn absurd_headers_and_too_short_files_are_skipped_precisely() {
+    let dir = temp_dir("absurd");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    write_int(
+        &input.join("good.wav"),
+        &tone(220.0, 2.0, 16000, 0.5),
+        16000,
+        16,
+        1,
+    );
+    wav_claiming(&input.join("rate1.wav"), 1, 2000, 2000);
+    wav_claiming(&input.join("rate500k.wav"), 500_000, 64_000, 64_000);
+    wav_claiming(&input.join("claims4g.wav"), 48_000, u32::MAX - 101, 65_536);
+    write_int(&input.join("one.wav"), &[0.5], 16000, 16, 1);
+    write_int(&input.join("one_zero.wav"), &[0.0], 16000, 16, 1);
+    write_int(&input.join("one_44k.wav"), &[0.5], 44100, 16, 1);
+    write_int(&input.join("short.wav"), &[0.5; 300], 16000, 16, 1);
+    let report = data::preprocess(&input, &dir.join("cache"), &config(), &|_| {}).unwrap();
+    let m = &report.manifest;
+    assert_eq!(m.sources.len(), 1, "{:?}", m.skipped);
+    assert_eq!(m.sources[0].path, "good.wav");
+    let skipped = &m.skipped;
+    let rate1 = reason_for(skipped, "rate1.wav");
+    assert!(rate1.contains("sample rate 1 Hz"), "{rate1}");
+    let rate500k = reason_for(skipped, "rate500k.wav");
+    assert!(rate500k.contains("500000 Hz"), "{rate500k}");
+    let claims = reason_for(skipped, "claims4g.wav");
+    assert!(
+        claims.contains("claims 4294967194 bytes") && claims.contains("holds only 65580 bytes"),
+        "{claims}"
+    );
+    for name in ["one.wav", "one_zero.wav", "one_44k.wav", "short.wav"] {
+        let why = reason_for(skipped, name);
+        assert!(
+            why.contains("too short") && why.contains("1024") && !why.contains("silence"),
+            "{name}: {why}"
+        );
+    }
+    assert!(reason_for(skipped, "one_44k.wav").contains("1 sample at 44100 Hz, 0 at 16000 Hz"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -216,7 +216,13 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
 
 /// Analyse one file into a shard (source index filled in later).
 fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
-    let samples = audio::load_audio(path, config.sample_rate, config.normalize_to)?;
+    // At least one analysis frame: a shorter file is not a chunk of zero padding.
+    let samples = audio::load_audio_at_least(
+        path,
+        config.sample_rate,
+        config.normalize_to,
+        config.frame_size,
+    )?;
     let n = samples.len();
     let size = config.chunk_size;
     let frames = config.frames_per_chunk();
