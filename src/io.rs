@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// The temporary sibling used while `path` is written.
+/// The temporary sibling used while `path` is written: `NAME.tmp<pid>-<n>`, unique to this
+/// process and this call, so writers of the same file (two workers given identical inputs,
+/// two processes) never write into each other's temporary file.
 pub fn temp_path(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
+    name.push(format!(".tmp{}-{n}", std::process::id()));
     path.with_file_name(name)
 }
 
@@ -16,7 +20,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// then renamed over `path`. A reader sees the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
     }
     let tmp = temp_path(path);
     let result = (|| {
@@ -27,7 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+        return Err(Error::write(path, e));
     }
     Ok(())
 }
@@ -36,14 +40,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// written with a single `write_all`, so a reader never sees half of one.
 pub fn append_csv_row(path: &Path, header: &[&str], row: &[String]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
     }
     let new = !path.exists();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::write(path, e))?;
     let mut text = String::new();
     if new {
         text.push_str(&header.join(","));
@@ -52,7 +56,7 @@ pub fn append_csv_row(path: &Path, header: &[&str], row: &[String]) -> Result<()
     text.push_str(&row.join(","));
     text.push('\n');
     file.write_all(text.as_bytes())
-        .map_err(|e| Error::io(path, e))
+        .map_err(|e| Error::write(path, e))
 }
 
 /// Open `path` for reading only if it is a regular file: a folder, a device (`/dev/zero`
@@ -105,4 +109,25 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex(&sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, defect 5: two writers of the same file get different temporary files.
+    #[test]
+    fn temporary_names_are_unique_per_writer() {
+        let p = Path::new("/cache/chunks-a.safetensors");
+        let names: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| temp_path(p))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let pid = format!(".tmp{}-", std::process::id());
+        for (i, a) in names.iter().enumerate() {
+            assert!(a.to_string_lossy().contains(&pid), "{a:?}");
+            assert_eq!(a.parent(), p.parent());
+            assert!(names[i + 1..].iter().all(|b| b != a), "{names:?}");
+        }
+    }
 }

@@ -620,3 +620,60 @@ fn absurd_headers_and_too_short_files_are_skipped_precisely() {
     assert!(reason_for(skipped, "one_44k.wav").contains("1 sample at 44100 Hz, 0 at 16000 Hz"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 15, defect 5: a cache that cannot be written stops preprocessing with an output error
+/// naming the file (it is not a bad input to skip, and no manifest claims a cache without the
+/// recording).
+#[test]
+fn write_errors_are_fatal_output_errors() {
+    let dir = temp_dir("unwritable");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for (i, f) in [220.0, 330.0].iter().enumerate() {
+        write_int(
+            &input.join(format!("t{i}.wav")),
+            &tone(*f, 2.0, 16000, 0.4),
+            16000,
+            16,
+            1,
+        );
+    }
+    // Identical inputs written by parallel workers: each through its own temporary file.
+    std::fs::copy(input.join("t0.wav"), input.join("t0-copy.wav")).unwrap();
+    let names = data::preprocess(&input, &dir.join("first"), &config(), &|_| {})
+        .unwrap()
+        .manifest
+        .sources;
+    assert_eq!(names.len(), 3);
+    assert_eq!(names[0].shard, names[1].shard);
+
+    // A folder where a shard must go: the rename fails, whoever runs the test.
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(cache.join(&names[2].shard).join("x")).unwrap();
+    let err = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap_err();
+    assert!(matches!(err, ddsp::Error::Write { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cannot write") && text.contains(&names[2].shard),
+        "{text}"
+    );
+    assert!(!cache.join("manifest.json").exists());
+
+    // A read-only cache folder (permissions do not stop root: then only the case above runs).
+    let ro = dir.join("readonly");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    if std::fs::write(ro.join("probe"), b"").is_ok() {
+        eprintln!("skipping the read-only folder case: permissions do not stop this user (root)");
+    } else {
+        let err = data::preprocess(&input, &ro, &config(), &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot write") && err.contains("ermission denied"),
+            "{err}"
+        );
+    }
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

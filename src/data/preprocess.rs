@@ -290,13 +290,17 @@ enum Outcome {
         reused: bool,
     },
     Skipped(SkippedEntry),
+    /// Its output could not be written: fatal.
+    Failed(Error),
 }
 
 /// Turn every audio file under `input` into cached chunks and features in `cache`.
 ///
 /// Unusable files are skipped with a reason (reported through `on_event` and kept in the
-/// manifest); the run fails only when no file yields a chunk. Files whose shard from an earlier
-/// run with the same content and feature options is present are not analysed again.
+/// manifest); the run fails when no file yields a chunk, and on any failure to write the cache
+/// ([`Error::Write`]: a full disk, a read-only folder), which leaves the previous manifest.
+/// Files whose shard from an earlier run with the same content and feature options is present
+/// are not analysed again.
 pub fn preprocess(
     input: &Path,
     cache: &Path,
@@ -317,7 +321,7 @@ pub fn preprocess(
     if let Some(max) = config.max_files {
         files.truncate(max);
     }
-    std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
+    std::fs::create_dir_all(cache).map_err(|e| Error::write(cache, e))?;
     on_event(PreprocessEvent::Started { files: files.len() });
     let fkey = features_key(config);
     let size = config.chunk_size;
@@ -341,7 +345,11 @@ pub fn preprocess(
                     Ok(s) => (s, true, 0.0),
                     Err(_) => {
                         let s = analyse(path, config, key)?;
-                        write_shard(&shard_path, &s, size, frames)?;
+                        // A shard that cannot be written is the cache's problem, not the
+                        // input's: it stops the run.
+                        if let Err(e) = write_shard(&shard_path, &s, size, frames) {
+                            return Ok((Outcome::Failed(e), 0.0));
+                        }
                         let secs = s.samples as f64 / config.sample_rate;
                         (s, false, secs)
                     }
@@ -394,6 +402,7 @@ pub fn preprocess(
                     path: rel,
                     reason: s.reason.clone(),
                 }),
+                Outcome::Failed(_) => {}
             }
             outcome
         })
@@ -426,6 +435,7 @@ pub fn preprocess(
                 manifest.sources.push(entry);
             }
             Outcome::Skipped(s) => manifest.skipped.push(s),
+            Outcome::Failed(e) => return Err(e),
         }
     }
     if manifest.chunks.is_empty() {

@@ -631,7 +631,7 @@ impl WavSink {
     /// Start writing `path` at `sample_rate`.
     pub fn create(path: &Path, sample_rate: u32) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
         }
         let tmp = crate::io::temp_path(path);
         let spec = hound::WavSpec {
@@ -663,9 +663,9 @@ impl WavSink {
     pub fn finish(mut self) -> Result<()> {
         let writer = self.writer.take().expect("finished once");
         writer.finalize().map_err(|e| wav_write_err(&self.tmp, e))?;
-        let file = std::fs::File::open(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+        let file = std::fs::File::open(&self.tmp).map_err(|e| Error::write(&self.tmp, e))?;
+        file.sync_all().map_err(|e| Error::write(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::write(&self.path, e))
     }
 }
 
@@ -680,7 +680,7 @@ impl Drop for WavSink {
 
 fn wav_write_err(path: &Path, e: hound::Error) -> Error {
     match e {
-        hound::Error::IoError(io) => Error::io(path, io),
-        other => Error::io(path, std::io::Error::other(other.to_string())),
+        hound::Error::IoError(io) => Error::write(path, io),
+        other => Error::write(path, std::io::Error::other(other.to_string())),
     }
 }

@@ -74,7 +74,7 @@ pub(crate) fn write_renders(
     sample_rate: u32,
     limit: usize,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
     let [b, n] = batch.audio.dims();
     let parts = [
         ("target", to_vec(batch.audio.clone())),

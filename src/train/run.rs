@@ -182,7 +182,7 @@ pub fn remove_run(dir: &Path) -> Result<()> {
         } else {
             Ok(())
         };
-        removed.map_err(|e| Error::io(&p, e))?;
+        removed.map_err(|e| Error::write(&p, e))?;
     }
     Ok(())
 }
@@ -209,7 +209,7 @@ impl RunDir {
     pub fn create(root: &Path) -> Result<Self> {
         for sub in ["logs", "checkpoints", "renders"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            std::fs::create_dir_all(&p).map_err(|e| Error::write(&p, e))?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -228,9 +228,9 @@ impl RunDir {
         match find_checkpoint(&self.root.join("checkpoints"), name) {
             Some(found) if found != dir => {
                 if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
                 }
-                std::fs::rename(&found, &dir).map_err(|e| Error::io(&dir, e))
+                std::fs::rename(&found, &dir).map_err(|e| Error::write(&dir, e))
             }
             _ => Ok(()),
         }
@@ -288,7 +288,7 @@ impl RunDir {
         let dir = self.checkpoint(name);
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::write(&tmp, e))?;
         model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
         model.save_burnpack(&tmp.join("model.bpk"))?;
         if let Some(optim) = optimizer {
@@ -306,9 +306,9 @@ impl RunDir {
         let old = self.checkpoint(&format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
         if dir.exists() {
-            std::fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
+            std::fs::rename(&dir, &old).map_err(|e| Error::write(&dir, e))?;
         }
-        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::write(&dir, e))?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
