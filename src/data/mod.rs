@@ -81,6 +81,10 @@ pub struct SourceEntry {
     pub samples: usize,
     /// The shard holding its chunks.
     pub shard: String,
+    /// SHA-256 of the shard, checked when it is loaded (absent in caches written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_sha256: Option<String>,
 }
 
 /// A file that was not used, and why.
@@ -299,7 +303,8 @@ impl Dataset {
         for (si, source) in manifest.sources.iter().enumerate() {
             let path = dir.join(&source.shard);
             stays_inside(dir, &path)?;
-            let shard = preprocess::read_shard(&path, size, frames)?;
+            let expected = source.shard_sha256.as_deref();
+            let shard = preprocess::read_shard(&path, size, frames, expected)?;
             for entry in manifest.chunks.iter().filter(|c| c.source == si) {
                 let row = entry.row;
                 if row >= shard.rows {
@@ -321,6 +326,24 @@ impl Dataset {
             dir: dir.to_path_buf(),
             manifest,
             chunks,
+        })
+    }
+
+    /// A line to show when the cache's shards carry no checksums (written by an older
+    /// version), so loading could not verify them.
+    pub fn unverified_note(&self) -> Option<String> {
+        let missing = self
+            .manifest
+            .sources
+            .iter()
+            .filter(|s| s.shard_sha256.is_none())
+            .count();
+        (missing > 0).then(|| {
+            format!(
+                "cache {}: {missing} shard(s) have no checksum (written by an older version) and \
+                 were not verified; preprocess again to add them",
+                self.dir.display()
+            )
         })
     }
 

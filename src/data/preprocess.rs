@@ -105,13 +105,16 @@ pub(super) struct Shard {
     pub chunks: Vec<ChunkEntry>,
     /// Length of the resampled source, samples.
     pub samples: usize,
+    /// SHA-256 of the shard file (empty until written or read).
+    pub sha256: String,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> Result<()> {
+/// Write a shard; returns the SHA-256 of the file.
+fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> Result<String> {
     let bufs = [
         ("audio", f32_bytes(&shard.audio), chunk_size),
         ("f0_hz", f32_bytes(&shard.f0_hz), frames),
@@ -139,11 +142,18 @@ fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> 
         path: path.to_path_buf(),
         reason: format!("cannot encode shard: {e}"),
     })?;
-    crate::io::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)?;
+    Ok(sha256_hex(&bytes))
 }
 
-/// Read and check a shard; any inconsistency is an error naming the file.
-pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Result<Shard> {
+/// Read and check a shard: its SHA-256 against `expected` (when the manifest records one), its
+/// arrays' shapes, and that every value is finite. Any problem is an error naming the file.
+pub(super) fn read_shard(
+    path: &Path,
+    chunk_size: usize,
+    frames: usize,
+    expected: Option<&str>,
+) -> Result<Shard> {
     let bad = |reason: String| Error::Cache {
         path: path.to_path_buf(),
         reason,
@@ -169,6 +179,16 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
         .take(len - 8)
         .read_to_end(&mut bytes)
         .map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(expected) = expected
+        && expected != sha256
+    {
+        return Err(bad(format!(
+            "checksum mismatch: {} was modified or is damaged (SHA-256 {sha256}, the manifest \
+             records {expected}); preprocess again",
+            path.display()
+        )));
+    }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
@@ -198,10 +218,19 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
                 t.dtype()
             )));
         }
-        Ok(t.data()
+        let values: Vec<f32> = t
+            .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect())
+            .collect();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "{name} holds a non-finite value ({}) in row {}; preprocess again",
+                values[i],
+                i / width
+            )));
+        }
+        Ok(values)
     };
     Ok(Shard {
         rows,
@@ -211,6 +240,7 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
         voiced_prob: get("voiced_prob", frames)?,
         chunks,
         samples,
+        sha256,
     })
 }
 
@@ -257,6 +287,7 @@ fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
         voiced_prob: Vec::new(),
         chunks: Vec::new(),
         samples: n,
+        sha256: String::new(),
     };
     for (row, (o, split, rms)) in plan.into_iter().enumerate() {
         let f = feats.slice(o / config.frame_hop, frames);
@@ -341,14 +372,15 @@ pub fn preprocess(
                 let shard_name = format!("chunks-{}-{fkey}.safetensors", &sha[..16]);
                 let shard_path = cache.join(&shard_name);
                 let key = u64::from_str_radix(&sha[..16], 16).unwrap_or(0);
-                let (shard, reused, seconds) = match read_shard(&shard_path, size, frames) {
+                let (shard, reused, seconds) = match read_shard(&shard_path, size, frames, None) {
                     Ok(s) => (s, true, 0.0),
                     Err(_) => {
-                        let s = analyse(path, config, key)?;
+                        let mut s = analyse(path, config, key)?;
                         // A shard that cannot be written is the cache's problem, not the
                         // input's: it stops the run.
-                        if let Err(e) = write_shard(&shard_path, &s, size, frames) {
-                            return Ok((Outcome::Failed(e), 0.0));
+                        match write_shard(&shard_path, &s, size, frames) {
+                            Ok(sha) => s.sha256 = sha,
+                            Err(e) => return Ok((Outcome::Failed(e), 0.0)),
                         }
                         let secs = s.samples as f64 / config.sample_rate;
                         (s, false, secs)
@@ -372,6 +404,7 @@ pub fn preprocess(
                             sha256: sha,
                             samples,
                             shard: shard_name,
+                            shard_sha256: Some(shard.sha256),
                         },
                         chunks: shard.chunks,
                         reused,

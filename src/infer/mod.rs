@@ -280,6 +280,10 @@ impl Model {
                 path: dir.clone(),
                 reason: "no model.bpk or model.safetensors".into(),
             })?;
+        let file = weights.file_name().unwrap_or_default().to_string_lossy();
+        if !crate::train::verify_checksum(&dir, &state, &file)? {
+            notes.push(crate::train::unverified_note(&dir));
+        }
         let model = DdspModel::new(&state.config, device).load_weights(&weights)?;
         Ok(Self {
             model,

@@ -21,7 +21,8 @@ pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
     CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, find_checkpoint,
-    holds_a_run, read_meta, read_state, remove_run, step_label, unix_now,
+    holds_a_run, read_meta, read_state, remove_run, step_label, unix_now, unverified_note,
+    verify_checksum,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 
@@ -250,6 +251,9 @@ pub fn train(
     };
     config.validate()?;
     let data = Dataset::open(cache, &config)?;
+    if let Some(message) = data.unverified_note() {
+        on_event(TrainEvent::Note { message });
+    }
     let pool = data.indices(options.split);
     if pool.is_empty() {
         return Err(Error::Cache {
@@ -277,9 +281,17 @@ pub fn train(
         skipped_steps: 0,
         config: config.clone(),
         data_stats: data_stats.clone(),
+        sha256: Default::default(),
     };
     if let Some(latest) = &resume_dir {
         state = read_state(latest)?;
+        let model_checked = verify_checksum(latest, &state, "model.bpk")?;
+        let optimizer_checked = verify_checksum(latest, &state, "optimizer.bpk")?;
+        if !(model_checked && optimizer_checked) {
+            on_event(TrainEvent::Note {
+                message: unverified_note(latest),
+            });
+        }
         state.data_stats = state.data_stats.or(data_stats);
         model = model.load_weights(&latest.join("model.bpk"))?;
         optimizer = run::load_optimizer(latest, optimizer)?;
@@ -289,6 +301,13 @@ pub fn train(
         run.truncate_csv("val", state.step)?;
     } else if let Some(init) = &options.init_checkpoint {
         let file = if init.is_dir() {
+            if init.join("state.json").is_file()
+                && !verify_checksum(init, &read_state(init)?, "model.safetensors")?
+            {
+                on_event(TrainEvent::Note {
+                    message: unverified_note(init),
+                });
+            }
             init.join("model.safetensors")
         } else {
             init.clone()

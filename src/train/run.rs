@@ -76,6 +76,11 @@ pub struct CheckpointState {
     /// checkpoints written before they were recorded).
     #[serde(default)]
     pub data_stats: Option<crate::data::DataStats>,
+    /// SHA-256 of the files saved with it (`model.bpk`, `model.safetensors`,
+    /// `optimizer.bpk`), checked when they are loaded ([`verify_checksum`]); empty in
+    /// checkpoints written before they were recorded, and until saved.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sha256: std::collections::BTreeMap<String, String>,
 }
 
 /// Metadata of a run (`run_meta.json`).
@@ -301,7 +306,17 @@ impl RunDir {
                 })?;
             write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
         }
-        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        let mut state = state.clone();
+        state.sha256 = CHECKSUMMED
+            .iter()
+            .filter(|f| tmp.join(f).exists())
+            .map(|f| {
+                let path = tmp.join(f);
+                let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
+                Ok((f.to_string(), crate::io::sha256_hex(&bytes)))
+            })
+            .collect::<Result<_>>()?;
+        let text = serde_json::to_string_pretty(&state).expect("state serialises");
         write_atomic(&tmp.join("state.json"), text.as_bytes())?;
         let old = self.checkpoint(&format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
@@ -312,6 +327,44 @@ impl RunDir {
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
+}
+
+/// The files of a checkpoint whose SHA-256 its `state.json` records.
+const CHECKSUMMED: [&str; 3] = ["model.bpk", "model.safetensors", "optimizer.bpk"];
+
+/// Check `dir/file` against the SHA-256 recorded in the checkpoint's `state`: a mismatch is an
+/// error naming the file. `Ok(false)` when `state` records none (a checkpoint written before
+/// checksums were), so the caller can say the file was not verified.
+pub fn verify_checksum(dir: &Path, state: &CheckpointState, file: &str) -> Result<bool> {
+    let Some(expected) = state.sha256.get(file) else {
+        return Ok(false);
+    };
+    let path = dir.join(file);
+    let bytes = crate::io::read_regular(&path).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    let actual = crate::io::sha256_hex(&bytes);
+    if actual != *expected {
+        return Err(Error::Checkpoint {
+            reason: format!(
+                "checksum mismatch: {} was modified or is damaged (SHA-256 {actual}, state.json \
+                 records {expected})",
+                path.display()
+            ),
+            path,
+        });
+    }
+    Ok(true)
+}
+
+/// The line to show when a checkpoint's files could not be verified.
+pub fn unverified_note(dir: &Path) -> String {
+    format!(
+        "checkpoint {} has no checksums (written by an older version); its files were not \
+         verified",
+        dir.display()
+    )
 }
 
 /// Whether `dir` holds a complete checkpoint: its `state.json`, written last, is there.

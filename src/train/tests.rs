@@ -676,3 +676,70 @@ fn an_interrupted_latest_swap_is_recovered() {
     assert!(err.contains("no checkpoint yet"), "{err}");
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+/// Issue 15, defect 3 (checksums): a checkpoint's state.json records the SHA-256 of its
+/// weights and optimizer state; a file changed afterwards is refused naming it, on resume and
+/// on load; a checkpoint from before checksums still loads, with a note saying so.
+#[test]
+fn checkpoint_files_are_checked_against_their_checksums() {
+    use crate::infer::{Checkpoint, Model};
+    let runs = runs_dir("sums");
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "c", 3),
+        &mut |_| {},
+    )
+    .unwrap();
+    let run = runs.join("c");
+    let latest = run.join("checkpoints/latest");
+    let state = read_state(&latest).unwrap();
+    let files: Vec<&str> = state.sha256.keys().map(String::as_str).collect();
+    assert_eq!(files, ["model.bpk", "model.safetensors", "optimizer.bpk"]);
+    let device = Device::flex();
+    let loaded = Model::load(&run, Checkpoint::Latest, &device).unwrap();
+    assert!(loaded.notes().is_empty(), "{:?}", loaded.notes());
+
+    // A checkpoint written before checksums: loads, and says it was not verified.
+    let old = runs.join("old");
+    copy_dir(&latest, &old);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(old.join("state.json")).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("sha256").unwrap();
+    std::fs::write(old.join("state.json"), json.to_string()).unwrap();
+    let loaded = Model::load(&old, Checkpoint::Latest, &device).unwrap();
+    assert!(
+        loaded.notes()[0].contains("no checksums"),
+        "{:?}",
+        loaded.notes()
+    );
+
+    let flip = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(path, bytes).unwrap();
+    };
+    let mut resume = options(&runs, "c", 6);
+    resume.resume = Some(run.clone());
+    flip(&latest.join("optimizer.bpk"));
+    let err = train(&config(), cache(), &flex(), &resume, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("checksum mismatch")
+            && err.contains("optimizer.bpk was modified or is damaged"),
+        "{err}"
+    );
+    flip(&latest.join("model.bpk"));
+    let err = Model::load(&run, Checkpoint::Latest, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("checksum mismatch") && err.contains("model.bpk was modified"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}
