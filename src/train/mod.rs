@@ -201,6 +201,13 @@ pub fn train(
     options: &TrainOptions,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<RunSummary> {
+    if let (Some(_), Some(init)) = (&options.resume, &options.init_checkpoint) {
+        return Err(Error::Config(format!(
+            "--init-checkpoint {} cannot be used with --resume: a resumed run continues from its \
+             own latest checkpoint",
+            init.display()
+        )));
+    }
     let (config, run_dir, resume_dir) = match &options.resume {
         Some(dir) => {
             if !dir.join("resolved_config.json").is_file() {

@@ -743,3 +743,34 @@ fn checkpoint_files_are_checked_against_their_checksums() {
     );
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+/// Issue 15, defect 7: a run stopped by non-finite steps before its first checkpoint does not
+/// point at a `latest` that is not there; `--init-checkpoint` with `--resume` is refused (it
+/// was silently ignored).
+#[test]
+fn messages_name_only_what_exists_and_resume_refuses_init_weights() {
+    let runs = runs_dir("msgs");
+    let mut c = config();
+    c.lr = 1e38;
+    c.grad_clip = 0.0;
+    c.eval_every = 0;
+    c.checkpoint_every = 1000;
+    let err = train(&c, cache(), &flex(), &options(&runs, "n", 200), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("No checkpoint was written") && !err.contains("latest"),
+        "{err}"
+    );
+    let mut opts = options(&runs, "n", 2);
+    opts.resume = Some(runs.join("n"));
+    opts.init_checkpoint = Some(runs.join("elsewhere"));
+    let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--init-checkpoint") && err.contains("--resume"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}
