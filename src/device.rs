@@ -179,7 +179,7 @@ pub fn log_kernels(path: &Path) -> Result<()> {
     use burn::cubecl::config::compilation::CompilationLogLevel;
     use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     // CubeCL appends (several loggers share the file); start it empty.
     std::fs::File::create(path).map_err(|e| Error::write(path, e))?;

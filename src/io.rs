@@ -16,11 +16,29 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Create folder `path` and its parents. A failure is an [`Error::Write`]; when something on
+/// the way is a file, it says which ("X is a file, not a directory") instead of the OS's
+/// "File exists".
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| {
+        let file = path
+            .ancestors()
+            .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+        match file {
+            Some(file) => Error::write(
+                path,
+                std::io::Error::other(format!("{} is a file, not a directory", file.display())),
+            ),
+            None => Error::write(path, e),
+        }
+    })
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over `path`. A reader sees the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        create_dir_all(parent)?;
     }
     let tmp = temp_path(path);
     let result = (|| {
@@ -40,7 +58,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// written with a single `write_all`, so a reader never sees half of one.
 pub fn append_csv_row(path: &Path, header: &[&str], row: &[String]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        create_dir_all(parent)?;
     }
     let new = !path.exists();
     let mut file = std::fs::OpenOptions::new()

@@ -553,3 +553,27 @@ fn trains_renders_and_evaluates_at_48_khz() {
     assert!(!dir.join("y.wav").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 15, defect 7: an OS error is printed once (the library's errors print it and also
+/// return it as their source), and a cache path that is a file says so.
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = temp("oserr");
+    let o = run(&["dump-config", "--config", p(&dir.join("missing.json"))]);
+    let out = text(&o);
+    assert!(!o.status.success());
+    assert_eq!(out.matches("os error").count(), 1, "{out}");
+    let file = dir.join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = run(&["dump-config", "--output", p(&file.join("c.json"))]);
+    let out = text(&o);
+    assert!(
+        !o.status.success() && out.contains("is a file, not a directory"),
+        "{out}"
+    );
+    assert!(out.matches("not a directory").count() == 1, "{out}");
+    let o = run(&["inspect-cache", "--cache", p(&file)]);
+    let out = text(&o);
+    assert!(out.contains("is a file, not a directory"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -751,3 +751,41 @@ fn shards_are_checked_against_their_checksums_and_for_nan() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 15, defect 7: symbolic links that loop (to an ancestor) or lead to a folder already
+/// scanned are not followed again (the scan went 40 levels deep); a cache path that is a
+/// file says so (not "File exists").
+#[test]
+fn symlink_loops_are_not_followed_and_a_file_is_no_cache() {
+    let dir = temp_dir("loops");
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("a")).unwrap();
+    write_int(
+        &input.join("a/x.wav"),
+        &tone(262.0, 2.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    std::os::unix::fs::symlink(&input, input.join("a/up")).unwrap();
+    std::os::unix::fs::symlink(input.join("a"), input.join("b")).unwrap();
+    let files = data::scan_audio_files(&input).unwrap();
+    assert_eq!(files, vec![input.join("a/x.wav")]);
+
+    let cache = dir.join("cache-file");
+    std::fs::write(&cache, b"not a folder").unwrap();
+    let err = data::preprocess(&input, &cache, &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{} is a file, not a directory", cache.display())),
+        "{err}"
+    );
+    let err = data::preprocess(&input, &cache.join("sub"), &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a file, not a directory"), "{err}");
+    let err = Dataset::open_any(&cache).unwrap_err().to_string();
+    assert!(err.contains("is a file, not a directory"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

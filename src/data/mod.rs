@@ -140,6 +140,12 @@ impl Manifest {
     /// directory.
     pub fn read(cache: &Path) -> Result<Self> {
         let path = cache.join(MANIFEST);
+        if cache.is_file() {
+            return Err(Error::Cache {
+                path: cache.to_path_buf(),
+                reason: format!("{} is a file, not a directory", cache.display()),
+            });
+        }
         let bytes = crate::io::read_regular(&path).map_err(|e| Error::Cache {
             path: cache.to_path_buf(),
             reason: format!(

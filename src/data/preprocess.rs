@@ -5,7 +5,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::io::{hex, sha256_hex};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -55,15 +55,25 @@ pub struct PreprocessReport {
 
 /// Every audio file ([`audio::AUDIO_EXTENSIONS`], any letter case) under `dir`, recursively,
 /// in sorted order.
+/// A folder reached twice (a symbolic link to a folder already scanned, or to one of its own
+/// ancestors) is not scanned again, so links neither loop nor list a file twice.
 pub fn scan_audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<()> {
+        let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        if !seen.insert(real) {
+            return Ok(());
+        }
+        let mut entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::io(dir, e))?;
+        // Sorted, so which of two paths to one folder is scanned does not depend on the OS.
+        entries.sort_by_key(|e| e.file_name());
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
             let path = entry.path();
             let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
             if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
-                walk(&path, out)?;
+                walk(&path, seen, out)?;
             } else if audio::is_audio_file(&path) {
                 out.push(path);
             }
@@ -77,7 +87,7 @@ pub fn scan_audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
         });
     }
     let mut files = Vec::new();
-    walk(dir, &mut files)?;
+    walk(dir, &mut HashSet::new(), &mut files)?;
     files.sort();
     Ok(files)
 }
@@ -352,7 +362,7 @@ pub fn preprocess(
     if let Some(max) = config.max_files {
         files.truncate(max);
     }
-    std::fs::create_dir_all(cache).map_err(|e| Error::write(cache, e))?;
+    crate::io::create_dir_all(cache)?;
     on_event(PreprocessEvent::Started { files: files.len() });
     let fkey = features_key(config);
     let size = config.chunk_size;

@@ -631,7 +631,7 @@ impl WavSink {
     /// Start writing `path` at `sample_rate`.
     pub fn create(path: &Path, sample_rate: u32) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+            crate::io::create_dir_all(parent)?;
         }
         let tmp = crate::io::temp_path(path);
         let spec = hound::WavSpec {

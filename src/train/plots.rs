@@ -33,7 +33,7 @@ fn draw_png(
 ) -> Result<()> {
     ensure_font();
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     // Unique per writer, and ending in .png (plotters picks the format by extension).
     let mut tmp = crate::io::temp_path(path).into_os_string();

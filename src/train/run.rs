@@ -214,7 +214,7 @@ impl RunDir {
     pub fn create(root: &Path) -> Result<Self> {
         for sub in ["logs", "checkpoints", "renders"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| Error::write(&p, e))?;
+            crate::io::create_dir_all(&p)?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -293,7 +293,7 @@ impl RunDir {
         let dir = self.checkpoint(name);
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::write(&tmp, e))?;
+        crate::io::create_dir_all(&tmp)?;
         model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
         model.save_burnpack(&tmp.join("model.bpk"))?;
         if let Some(optim) = optimizer {
