@@ -2,8 +2,9 @@
 //!
 //! On disk (readable from Python with `json` and `safetensors`):
 //! - `manifest.json`: format version, the resolved config, the source files (path, size,
-//!   SHA-256, shard), the skipped files with reasons, and one row per chunk (id, source, offset,
-//!   split, RMS, voiced fraction).
+//!   SHA-256, shard and the shard's SHA-256, checked on loading), the skipped files with
+//!   reasons, and one row per chunk (id, source, offset, split, RMS, voiced fraction). Shard
+//!   names are plain file names inside the cache.
 //! - `chunks-<sha>-<features>.safetensors`, one per source file: `audio [n, chunkSize]`,
 //!   `f0_hz`, `loudness_db`, `voiced_prob [n, chunkSize / frameHop]` (f32), with the chunk rows
 //!   in the file's metadata. Its name holds the source's hash and the feature settings' hash,
