@@ -179,10 +179,10 @@ pub fn log_kernels(path: &Path) -> Result<()> {
     use burn::cubecl::config::compilation::CompilationLogLevel;
     use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     // CubeCL appends (several loggers share the file); start it empty.
-    std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    std::fs::File::create(path).map_err(|e| Error::write(path, e))?;
     let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
     config.compilation.logger.level = CompilationLogLevel::Full;
     config.compilation.logger.file = Some(path.to_path_buf());

@@ -16,6 +16,15 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Writing an output (a cache, a run's files, a render) failed: a full disk, a read-only
+    /// or missing folder. Always fatal: the output would be incomplete.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder being written.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// An input folder or file list cannot be used (missing, empty, nothing usable in it).
     #[error("{path}: {reason}")]
     Input {
@@ -66,6 +75,14 @@ impl Error {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A failure to write `path` ([`Error::Write`]).
+    pub fn write(path: &Path, source: std::io::Error) -> Self {
+        Error::Write {
             path: path.to_path_buf(),
             source,
         }

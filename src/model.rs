@@ -152,7 +152,7 @@ impl DdspModel {
     /// (by extension). A file from another backbone, or with missing or extra tensors, is an
     /// error that says so.
     pub fn load_weights(mut self, path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e))?;
+        let bytes = crate::io::read_regular(path).map_err(|e| ckpt_err(path, e))?;
         let backbone = config_name(&self.decoder.kind());
         if let Some(found) = stored_backbone(&bytes)
             && found != backbone

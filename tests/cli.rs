@@ -553,3 +553,59 @@ fn trains_renders_and_evaluates_at_48_khz() {
     assert!(!dir.join("y.wav").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 15, defect 7: an OS error is printed once (the library's errors print it and also
+/// return it as their source), and a cache path that is a file says so.
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = temp("oserr");
+    let o = run(&["dump-config", "--config", p(&dir.join("missing.json"))]);
+    let out = text(&o);
+    assert!(!o.status.success());
+    assert_eq!(out.matches("os error").count(), 1, "{out}");
+    let file = dir.join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = run(&["dump-config", "--output", p(&file.join("c.json"))]);
+    let out = text(&o);
+    assert!(
+        !o.status.success() && out.contains("is a file, not a directory"),
+        "{out}"
+    );
+    assert!(out.matches("not a directory").count() == 1, "{out}");
+    let o = run(&["inspect-cache", "--cache", p(&file)]);
+    let out = text(&o);
+    assert!(out.contains("is a file, not a directory"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 15, defect 5: `preprocess` that cannot write its cache exits with an error naming the
+/// file it could not write (it exited 0 with the recording "skipped").
+#[test]
+fn preprocess_that_cannot_write_its_cache_fails() {
+    let dir = temp("unwritable");
+    let input = tone_dir(&dir);
+    let first = dir.join("first");
+    let mut args = vec!["preprocess", "--input", p(&input), "--cache", p(&first)];
+    args.extend_from_slice(SMALL);
+    assert!(run(&args).status.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("manifest.json")).unwrap()).unwrap();
+    let shard = manifest["sources"][0]["shard"].as_str().unwrap();
+    // A folder where the shard must go (permissions would not stop root).
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(cache.join(shard).join("x")).unwrap();
+    let mut args = vec!["preprocess", "--input", p(&input), "--cache", p(&cache)];
+    args.extend_from_slice(SMALL);
+    let o = run(&args);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "error: cannot write {}",
+            cache.join(shard).display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("skipped tone.wav"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

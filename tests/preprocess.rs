@@ -302,7 +302,16 @@ fn rerun_reuses_work_and_interrupted_runs_leave_no_broken_cache() {
     std::fs::write(&shard, b"broken").unwrap();
     let fourth = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
     assert_eq!(fourth.reused, 2);
-    assert_eq!(fourth.manifest, first.manifest);
+    // A rewritten shard may differ in the order of its header's metadata, so its checksum.
+    let without_sums = |m: &data::Manifest| {
+        let mut m = m.clone();
+        m.sources.iter_mut().for_each(|s| s.shard_sha256 = None);
+        m
+    };
+    assert_eq!(
+        without_sums(&fourth.manifest),
+        without_sums(&first.manifest)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -470,5 +479,313 @@ fn streaming_features_of_a_file_equal_the_in_memory_ones() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("silence"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 15, defect 4 (manifest) and defect 2 (cache files): a manifest's shard paths are plain
+/// names inside the cache (no absolute paths, no `..`, no symbolic link leading out), the
+/// files read are regular files (a FIFO or a device would block or never end), and a shard
+/// header's length is checked against the file's before anything is allocated. Each error
+/// names the file and the problem.
+#[test]
+fn cache_files_must_be_regular_files_inside_the_cache() {
+    let dir = temp_dir("escape");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    write_int(
+        &input.join("a.wav"),
+        &tone(262.0, 2.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    let cache = dir.join("cache");
+    let report = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap();
+    let shard = report.manifest.sources[0].shard.clone();
+    let manifest = std::fs::read_to_string(cache.join("manifest.json")).unwrap();
+    let open_with = |name: &str| {
+        let text = manifest.replace(&shard, name);
+        std::fs::write(cache.join("manifest.json"), text).unwrap();
+        Dataset::open_any(&cache)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    std::fs::copy(cache.join(&shard), dir.join("outside.safetensors")).unwrap();
+    for name in [
+        "../outside.safetensors",
+        "/dev/zero",
+        "sub/x.safetensors",
+        "",
+    ] {
+        let err = open_with(name).unwrap_err();
+        assert!(err.contains("not a plain file name"), "{name}: {err}");
+    }
+    let link = |name: &str, to: &Path| {
+        std::os::unix::fs::symlink(to, cache.join(name)).unwrap();
+        open_with(name).map_err(|e| {
+            assert!(e.contains(name), "{e}");
+            e
+        })
+    };
+    let err = link("chunks-out.safetensors", &dir.join("outside.safetensors")).unwrap_err();
+    assert!(err.contains("leading out of the cache"), "{err}");
+    let err = link("chunks-zero.safetensors", Path::new("/dev/zero")).unwrap_err();
+    assert!(err.contains("leading out of the cache"), "{err}");
+    link("chunks-in.safetensors", &cache.join(&shard)).expect("a link inside the cache is fine");
+    let fifo = |path: &Path| {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    fifo(&cache.join("chunks-fifo.safetensors"));
+    let err = open_with("chunks-fifo.safetensors").unwrap_err();
+    assert!(
+        err.contains("chunks-fifo.safetensors") && err.contains("not a regular file"),
+        "{err}"
+    );
+    // A header claiming more bytes than the file has.
+    let mut huge = u64::MAX.to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}");
+    std::fs::write(cache.join("chunks-huge.safetensors"), huge).unwrap();
+    let err = open_with("chunks-huge.safetensors").unwrap_err();
+    assert!(
+        err.contains("chunks-huge.safetensors") && err.contains("header claims"),
+        "{err}"
+    );
+    // The manifest itself as a FIFO.
+    std::fs::remove_file(cache.join("manifest.json")).unwrap();
+    fifo(&cache.join("manifest.json"));
+    let err = Dataset::open_any(&cache).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A 16-bit mono WAV header claiming `data_bytes` of samples, followed by `actual` bytes.
+fn wav_claiming(path: &Path, rate: u32, data_bytes: u32, actual: usize) {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&data_bytes.saturating_add(36).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_bytes.to_le_bytes());
+    b.extend((0..actual).map(|i| (i * 37 % 251) as u8));
+    std::fs::write(path, b).unwrap();
+}
+
+/// Issue 15, defect 2 (audio) and defect 7 (short files): a header claiming an absurd sample
+/// rate or more samples than the file holds is refused naming the file, before anything the
+/// claim would size is allocated; a file too short for one analysis frame (or one that
+/// resamples to nothing) says so, instead of "all silence" or a chunk of zero padding; the
+/// good files in the folder are still processed.
+#[test]
+fn absurd_headers_and_too_short_files_are_skipped_precisely() {
+    let dir = temp_dir("absurd");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    write_int(
+        &input.join("good.wav"),
+        &tone(220.0, 2.0, 16000, 0.5),
+        16000,
+        16,
+        1,
+    );
+    wav_claiming(&input.join("rate1.wav"), 1, 2000, 2000);
+    wav_claiming(&input.join("rate500k.wav"), 500_000, 64_000, 64_000);
+    wav_claiming(&input.join("claims4g.wav"), 48_000, u32::MAX - 101, 65_536);
+    write_int(&input.join("one.wav"), &[0.5], 16000, 16, 1);
+    write_int(&input.join("one_zero.wav"), &[0.0], 16000, 16, 1);
+    write_int(&input.join("one_44k.wav"), &[0.5], 44100, 16, 1);
+    write_int(&input.join("short.wav"), &[0.5; 300], 16000, 16, 1);
+    let report = data::preprocess(&input, &dir.join("cache"), &config(), &|_| {}).unwrap();
+    let m = &report.manifest;
+    assert_eq!(m.sources.len(), 1, "{:?}", m.skipped);
+    assert_eq!(m.sources[0].path, "good.wav");
+    let skipped = &m.skipped;
+    let rate1 = reason_for(skipped, "rate1.wav");
+    assert!(rate1.contains("sample rate 1 Hz"), "{rate1}");
+    let rate500k = reason_for(skipped, "rate500k.wav");
+    assert!(rate500k.contains("500000 Hz"), "{rate500k}");
+    let claims = reason_for(skipped, "claims4g.wav");
+    assert!(
+        claims.contains("claims 4294967194 bytes") && claims.contains("holds only 65580 bytes"),
+        "{claims}"
+    );
+    for name in ["one.wav", "one_zero.wav", "one_44k.wav", "short.wav"] {
+        let why = reason_for(skipped, name);
+        assert!(
+            why.contains("too short") && why.contains("1024") && !why.contains("silence"),
+            "{name}: {why}"
+        );
+    }
+    assert!(reason_for(skipped, "one_44k.wav").contains("1 sample at 44100 Hz, 0 at 16000 Hz"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 15, defect 5: a cache that cannot be written stops preprocessing with an output error
+/// naming the file (it is not a bad input to skip, and no manifest claims a cache without the
+/// recording).
+#[test]
+fn write_errors_are_fatal_output_errors() {
+    let dir = temp_dir("unwritable");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for (i, f) in [220.0, 330.0].iter().enumerate() {
+        write_int(
+            &input.join(format!("t{i}.wav")),
+            &tone(*f, 2.0, 16000, 0.4),
+            16000,
+            16,
+            1,
+        );
+    }
+    // Identical inputs written by parallel workers: each through its own temporary file.
+    std::fs::copy(input.join("t0.wav"), input.join("t0-copy.wav")).unwrap();
+    let names = data::preprocess(&input, &dir.join("first"), &config(), &|_| {})
+        .unwrap()
+        .manifest
+        .sources;
+    assert_eq!(names.len(), 3);
+    assert_eq!(names[0].shard, names[1].shard);
+
+    // A folder where a shard must go: the rename fails, whoever runs the test.
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(cache.join(&names[2].shard).join("x")).unwrap();
+    let err = data::preprocess(&input, &cache, &config(), &|_| {}).unwrap_err();
+    assert!(matches!(err, ddsp::Error::Write { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cannot write") && text.contains(&names[2].shard),
+        "{text}"
+    );
+    assert!(!cache.join("manifest.json").exists());
+
+    // A read-only cache folder (permissions do not stop root: then only the case above runs).
+    let ro = dir.join("readonly");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    if std::fs::write(ro.join("probe"), b"").is_ok() {
+        eprintln!("skipping the read-only folder case: permissions do not stop this user (root)");
+    } else {
+        let err = data::preprocess(&input, &ro, &config(), &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot write") && err.contains("ermission denied"),
+            "{err}"
+        );
+    }
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The start of tensor `name`'s data in a safetensors file.
+fn tensor_start(bytes: &[u8], name: &str) -> usize {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    8 + n + header[name]["data_offsets"][0].as_u64().unwrap() as usize
+}
+
+/// Issue 15, defect 3 (checksums, NaN): the manifest records each shard's SHA-256 and loading
+/// checks it, naming the shard; a cache from before checksums loads, with a note; a shard
+/// holding a NaN is refused naming it.
+#[test]
+fn shards_are_checked_against_their_checksums_and_for_nan() {
+    let dir = temp_dir("sums");
+    write_int(
+        &dir.join("a.wav"),
+        &tone(262.0, 2.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    let cache = dir.join("cache");
+    let report = data::preprocess(&dir, &cache, &config(), &|_| {}).unwrap();
+    let source = &report.manifest.sources[0];
+    let shard = cache.join(&source.shard);
+    let bytes = std::fs::read(&shard).unwrap();
+    assert_eq!(
+        source.shard_sha256.as_deref(),
+        Some(ddsp::io::sha256_hex(&bytes).as_str())
+    );
+    let ok = Dataset::open_any(&cache).unwrap();
+    assert_eq!(ok.unverified_note(), None);
+    // One sample changed, still a valid shard.
+    let at = tensor_start(&bytes, "audio") + 40;
+    let mut changed = bytes.clone();
+    changed[at..at + 4].copy_from_slice(&0.25f32.to_le_bytes());
+    std::fs::write(&shard, &changed).unwrap();
+    let err = Dataset::open_any(&cache).unwrap_err().to_string();
+    assert!(
+        err.contains("checksum mismatch")
+            && err.contains(&format!("{} was modified or is damaged", shard.display())),
+        "{err}"
+    );
+    // A manifest from before checksums: loads, with a note.
+    let manifest = cache.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    json["sources"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("shardSha256")
+        .unwrap();
+    std::fs::write(&manifest, json.to_string()).unwrap();
+    let old = Dataset::open_any(&cache).unwrap();
+    assert!(old.unverified_note().unwrap().contains("no checksum"));
+    // A NaN in a shard (no checksum to catch it first).
+    changed[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&shard, &changed).unwrap();
+    let err = Dataset::open_any(&cache).unwrap_err().to_string();
+    assert!(
+        err.contains(&source.shard) && err.contains("non-finite") && err.contains("audio"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 15, defect 7: symbolic links that loop (to an ancestor) or lead to a folder already
+/// scanned are not followed again (the scan went 40 levels deep); a cache path that is a
+/// file says so (not "File exists").
+#[test]
+fn symlink_loops_are_not_followed_and_a_file_is_no_cache() {
+    let dir = temp_dir("loops");
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("a")).unwrap();
+    write_int(
+        &input.join("a/x.wav"),
+        &tone(262.0, 2.0, 16000, 0.4),
+        16000,
+        16,
+        1,
+    );
+    std::os::unix::fs::symlink(&input, input.join("a/up")).unwrap();
+    std::os::unix::fs::symlink(input.join("a"), input.join("b")).unwrap();
+    let files = data::scan_audio_files(&input).unwrap();
+    assert_eq!(files, vec![input.join("a/x.wav")]);
+
+    let cache = dir.join("cache-file");
+    std::fs::write(&cache, b"not a folder").unwrap();
+    let err = data::preprocess(&input, &cache, &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{} is a file, not a directory", cache.display())),
+        "{err}"
+    );
+    let err = data::preprocess(&input, &cache.join("sub"), &config(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a file, not a directory"), "{err}");
+    let err = Dataset::open_any(&cache).unwrap_err().to_string();
+    assert!(err.contains("is a file, not a directory"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

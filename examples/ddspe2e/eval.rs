@@ -56,6 +56,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             }
             (Some(run), None, None) => {
                 let model = Model::load(run, args.checkpoint, &device.device)?;
+                for note in model.notes() {
+                    eprintln!("note: {note}");
+                }
                 eprintln!("model {} (step {})", model.dir().display(), model.step());
                 let bar = ProgressBar::new(0);
                 let mut progress = |done: usize, total: usize| {

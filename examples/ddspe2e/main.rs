@@ -56,7 +56,7 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Start from these weights (a checkpoint folder or a .safetensors/.bpk file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     init_checkpoint: Option<PathBuf>,
     /// Split to train on.
     #[arg(long, default_value = "train")]
@@ -270,6 +270,7 @@ fn train(
                 .unwrap_or_else(|| "-".into()),
             if best { "  (best)" } else { "" }
         )),
+        TrainEvent::Note { message } => say(format!("note: {message}")),
         TrainEvent::Checkpoint { .. } => {}
         TrainEvent::EarlyStopped { step } => say(format!("early stop at step {step}")),
     })?;
@@ -288,9 +289,24 @@ fn train(
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// An error with its causes, `message: cause: cause`, leaving out a cause whose text is already
+/// in what comes before (the library's errors print their OS error themselves, and also
+/// return it as their source).
+fn report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -138,6 +138,9 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let device = ddsp::device::select(args.device)?;
     let model = Model::load(&args.checkpoint, args.which, &device.device)?;
+    for note in model.notes() {
+        eprintln!("note: {note}");
+    }
     eprintln!(
         "model {} (step {}), {} Hz, device {}",
         model.dir().display(),

@@ -2,6 +2,7 @@
 
 use super::Config;
 use crate::error::{Error, Result};
+use crate::features::audio::SAMPLE_RATE_RANGE;
 
 impl Config {
     /// Check every rule; the first broken one is reported with the option's name.
@@ -12,7 +13,12 @@ impl Config {
         v.finite_positive("sampleRate", self.sample_rate);
         // Bounds on sizes that allocate: values beyond them are mistakes, and would exhaust
         // memory before anything else went wrong.
-        v.in_closed("sampleRate", self.sample_rate, 1000.0, MAX_SAMPLE_RATE);
+        v.in_closed(
+            "sampleRate",
+            self.sample_rate,
+            *SAMPLE_RATE_RANGE.start() as f64,
+            MAX_SAMPLE_RATE,
+        );
         v.at_most("chunkSize", self.chunk_size, MAX_CHUNK_SAMPLES);
         v.at_most("frameSize", self.frame_size, MAX_FRAME_SIZE);
         v.at_most("batchSize", self.batch_size, MAX_BATCH);
@@ -253,8 +259,8 @@ impl Config {
 /// Lowest `minF0`, Hz (below the lowest notes of any instrument; a lower one makes the pitch
 /// tracker's window millions of samples long).
 pub const MIN_F0_HZ: f64 = 20.0;
-/// Highest `sampleRate`, Hz.
-pub const MAX_SAMPLE_RATE: f64 = 384_000.0;
+/// Highest `sampleRate`, Hz: the highest rate an audio file may have.
+pub const MAX_SAMPLE_RATE: f64 = *SAMPLE_RATE_RANGE.end() as f64;
 /// Longest `chunkSize`, samples (about 17 minutes at 16 kHz).
 pub const MAX_CHUNK_SAMPLES: usize = 1 << 24;
 /// Longest `frameSize`, samples.

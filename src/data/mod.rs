@@ -2,8 +2,9 @@
 //!
 //! On disk (readable from Python with `json` and `safetensors`):
 //! - `manifest.json`: format version, the resolved config, the source files (path, size,
-//!   SHA-256, shard), the skipped files with reasons, and one row per chunk (id, source, offset,
-//!   split, RMS, voiced fraction).
+//!   SHA-256, shard and the shard's SHA-256, checked on loading), the skipped files with
+//!   reasons, and one row per chunk (id, source, offset, split, RMS, voiced fraction). Shard
+//!   names are plain file names inside the cache.
 //! - `chunks-<sha>-<features>.safetensors`, one per source file: `audio [n, chunkSize]`,
 //!   `f0_hz`, `loudness_db`, `voiced_prob [n, chunkSize / frameHop]` (f32), with the chunk rows
 //!   in the file's metadata. Its name holds the source's hash and the feature settings' hash,
@@ -81,6 +82,10 @@ pub struct SourceEntry {
     pub samples: usize,
     /// The shard holding its chunks.
     pub shard: String,
+    /// SHA-256 of the shard, checked when it is loaded (absent in caches written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_sha256: Option<String>,
 }
 
 /// A file that was not used, and why.
@@ -136,14 +141,20 @@ impl Manifest {
     /// directory.
     pub fn read(cache: &Path) -> Result<Self> {
         let path = cache.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Cache {
+        if cache.is_file() {
+            return Err(Error::Cache {
+                path: cache.to_path_buf(),
+                reason: format!("{} is a file, not a directory", cache.display()),
+            });
+        }
+        let bytes = crate::io::read_regular(&path).map_err(|e| Error::Cache {
             path: cache.to_path_buf(),
             reason: format!(
                 "no readable {MANIFEST} ({e}); run `ddspe2e preprocess --cache {}` first",
                 cache.display()
             ),
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Cache {
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Cache {
             path: path.clone(),
             reason: format!("corrupt manifest: {e}"),
         })?;
@@ -156,7 +167,39 @@ impl Manifest {
                 ),
             });
         }
+        manifest.check(&path)?;
         Ok(manifest)
+    }
+
+    /// What the rest of the crate relies on: a valid config (its sizes bounded), shard names
+    /// that stay inside the cache, chunks that refer to a source.
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |reason: String| Error::Cache {
+            path: path.to_path_buf(),
+            reason,
+        };
+        self.config
+            .validate()
+            .map_err(|e| bad(format!("invalid config in the manifest: {e}")))?;
+        for source in &self.sources {
+            let name = source.shard.as_str();
+            if !crate::io::is_plain_name(name) {
+                return Err(bad(format!(
+                    "shard {name:?} of {} is not a plain file name inside the cache (no \
+                     folders, '..' or absolute paths)",
+                    source.path
+                )));
+            }
+        }
+        if let Some(c) = self.chunks.iter().find(|c| c.source >= self.sources.len()) {
+            return Err(bad(format!(
+                "chunk {} refers to source {}, but there are {}",
+                c.id,
+                c.source,
+                self.sources.len()
+            )));
+        }
+        Ok(())
     }
 
     /// The feature options where `config` differs from the cache's, as
@@ -170,6 +213,32 @@ impl Manifest {
             .map(|((name, a), (_, b))| format!("{name}: cache {a}, requested {b}"))
             .collect()
     }
+}
+
+/// A shard that is a symbolic link must lead to a file inside the cache directory.
+fn stays_inside(dir: &Path, path: &Path) -> Result<()> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(());
+    }
+    let target = std::fs::canonicalize(path);
+    let inside = match (&target, std::fs::canonicalize(dir)) {
+        (Ok(t), Ok(d)) => t.starts_with(d),
+        _ => false,
+    };
+    if inside {
+        return Ok(());
+    }
+    Err(Error::Cache {
+        path: path.to_path_buf(),
+        reason: match target {
+            Ok(t) => format!(
+                "a symbolic link leading out of the cache (to {}); shards must be files inside it",
+                t.display()
+            ),
+            Err(e) => format!("a symbolic link that cannot be followed ({e})"),
+        },
+    })
 }
 
 /// One chunk with its arrays.
@@ -239,7 +308,10 @@ impl Dataset {
         let frames = manifest.config.frames_per_chunk();
         let size = manifest.config.chunk_size;
         for (si, source) in manifest.sources.iter().enumerate() {
-            let shard = preprocess::read_shard(&dir.join(&source.shard), size, frames)?;
+            let path = dir.join(&source.shard);
+            stays_inside(dir, &path)?;
+            let expected = source.shard_sha256.as_deref();
+            let shard = preprocess::read_shard(&path, size, frames, expected)?;
             for entry in manifest.chunks.iter().filter(|c| c.source == si) {
                 let row = entry.row;
                 if row >= shard.rows {
@@ -261,6 +333,24 @@ impl Dataset {
             dir: dir.to_path_buf(),
             manifest,
             chunks,
+        })
+    }
+
+    /// A line to show when the cache's shards carry no checksums (written by an older
+    /// version), so loading could not verify them.
+    pub fn unverified_note(&self) -> Option<String> {
+        let missing = self
+            .manifest
+            .sources
+            .iter()
+            .filter(|s| s.shard_sha256.is_none())
+            .count();
+        (missing > 0).then(|| {
+            format!(
+                "cache {}: {missing} shard(s) have no checksum (written by an older version) and \
+                 were not verified; preprocess again to add them",
+                self.dir.display()
+            )
         })
     }
 

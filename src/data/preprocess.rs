@@ -5,7 +5,8 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::io::{hex, sha256_hex};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -54,15 +55,25 @@ pub struct PreprocessReport {
 
 /// Every audio file ([`audio::AUDIO_EXTENSIONS`], any letter case) under `dir`, recursively,
 /// in sorted order.
+/// A folder reached twice (a symbolic link to a folder already scanned, or to one of its own
+/// ancestors) is not scanned again, so links neither loop nor list a file twice.
 pub fn scan_audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<()> {
+        let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        if !seen.insert(real) {
+            return Ok(());
+        }
+        let mut entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::io(dir, e))?;
+        // Sorted, so which of two paths to one folder is scanned does not depend on the OS.
+        entries.sort_by_key(|e| e.file_name());
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
             let path = entry.path();
             let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
             if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
-                walk(&path, out)?;
+                walk(&path, seen, out)?;
             } else if audio::is_audio_file(&path) {
                 out.push(path);
             }
@@ -76,7 +87,7 @@ pub fn scan_audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
         });
     }
     let mut files = Vec::new();
-    walk(dir, &mut files)?;
+    walk(dir, &mut HashSet::new(), &mut files)?;
     files.sort();
     Ok(files)
 }
@@ -104,13 +115,16 @@ pub(super) struct Shard {
     pub chunks: Vec<ChunkEntry>,
     /// Length of the resampled source, samples.
     pub samples: usize,
+    /// SHA-256 of the shard file (empty until written or read).
+    pub sha256: String,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> Result<()> {
+/// Write a shard; returns the SHA-256 of the file.
+fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> Result<String> {
     let bufs = [
         ("audio", f32_bytes(&shard.audio), chunk_size),
         ("f0_hz", f32_bytes(&shard.f0_hz), frames),
@@ -138,16 +152,53 @@ fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> 
         path: path.to_path_buf(),
         reason: format!("cannot encode shard: {e}"),
     })?;
-    crate::io::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)?;
+    Ok(sha256_hex(&bytes))
 }
 
-/// Read and check a shard; any inconsistency is an error naming the file.
-pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Result<Shard> {
+/// Read and check a shard: its SHA-256 against `expected` (when the manifest records one), its
+/// arrays' shapes, and that every value is finite. Any problem is an error naming the file.
+pub(super) fn read_shard(
+    path: &Path,
+    chunk_size: usize,
+    frames: usize,
+    expected: Option<&str>,
+) -> Result<Shard> {
     let bad = |reason: String| Error::Cache {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    let (mut file, len) =
+        crate::io::open_regular(path).map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    // The header's length is checked against the file's before anything is allocated.
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(|_| {
+        bad(format!(
+            "corrupt shard: {len} bytes, too short for a header"
+        ))
+    })?;
+    let header = u64::from_le_bytes(head);
+    if header > len - 8 {
+        return Err(bad(format!(
+            "corrupt shard: its header claims {header} bytes, but the file holds {len}"
+        )));
+    }
+    let mut bytes = head.to_vec();
+    bytes.reserve_exact((len - 8) as usize);
+    (&mut file)
+        .take(len - 8)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read shard: {e}")))?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(expected) = expected
+        && expected != sha256
+    {
+        return Err(bad(format!(
+            "checksum mismatch: {} was modified or is damaged (SHA-256 {sha256}, the manifest \
+             records {expected}); preprocess again",
+            path.display()
+        )));
+    }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("corrupt shard: {e}")))?;
@@ -177,10 +228,19 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
                 t.dtype()
             )));
         }
-        Ok(t.data()
+        let values: Vec<f32> = t
+            .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect())
+            .collect();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "{name} holds a non-finite value ({}) in row {}; preprocess again",
+                values[i],
+                i / width
+            )));
+        }
+        Ok(values)
     };
     Ok(Shard {
         rows,
@@ -190,12 +250,19 @@ pub(super) fn read_shard(path: &Path, chunk_size: usize, frames: usize) -> Resul
         voiced_prob: get("voiced_prob", frames)?,
         chunks,
         samples,
+        sha256,
     })
 }
 
 /// Analyse one file into a shard (source index filled in later).
 fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
-    let samples = audio::load_audio(path, config.sample_rate, config.normalize_to)?;
+    // At least one analysis frame: a shorter file is not a chunk of zero padding.
+    let samples = audio::load_audio_at_least(
+        path,
+        config.sample_rate,
+        config.normalize_to,
+        config.frame_size,
+    )?;
     let n = samples.len();
     let size = config.chunk_size;
     let frames = config.frames_per_chunk();
@@ -230,6 +297,7 @@ fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
         voiced_prob: Vec::new(),
         chunks: Vec::new(),
         samples: n,
+        sha256: String::new(),
     };
     for (row, (o, split, rms)) in plan.into_iter().enumerate() {
         let f = feats.slice(o / config.frame_hop, frames);
@@ -263,13 +331,17 @@ enum Outcome {
         reused: bool,
     },
     Skipped(SkippedEntry),
+    /// Its output could not be written: fatal.
+    Failed(Error),
 }
 
 /// Turn every audio file under `input` into cached chunks and features in `cache`.
 ///
 /// Unusable files are skipped with a reason (reported through `on_event` and kept in the
-/// manifest); the run fails only when no file yields a chunk. Files whose shard from an earlier
-/// run with the same content and feature options is present are not analysed again.
+/// manifest); the run fails when no file yields a chunk, and on any failure to write the cache
+/// ([`Error::Write`]: a full disk, a read-only folder), which leaves the previous manifest.
+/// Files whose shard from an earlier run with the same content and feature options is present
+/// are not analysed again.
 pub fn preprocess(
     input: &Path,
     cache: &Path,
@@ -290,7 +362,7 @@ pub fn preprocess(
     if let Some(max) = config.max_files {
         files.truncate(max);
     }
-    std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
+    crate::io::create_dir_all(cache)?;
     on_event(PreprocessEvent::Started { files: files.len() });
     let fkey = features_key(config);
     let size = config.chunk_size;
@@ -310,11 +382,16 @@ pub fn preprocess(
                 let shard_name = format!("chunks-{}-{fkey}.safetensors", &sha[..16]);
                 let shard_path = cache.join(&shard_name);
                 let key = u64::from_str_radix(&sha[..16], 16).unwrap_or(0);
-                let (shard, reused, seconds) = match read_shard(&shard_path, size, frames) {
+                let (shard, reused, seconds) = match read_shard(&shard_path, size, frames, None) {
                     Ok(s) => (s, true, 0.0),
                     Err(_) => {
-                        let s = analyse(path, config, key)?;
-                        write_shard(&shard_path, &s, size, frames)?;
+                        let mut s = analyse(path, config, key)?;
+                        // A shard that cannot be written is the cache's problem, not the
+                        // input's: it stops the run.
+                        match write_shard(&shard_path, &s, size, frames) {
+                            Ok(sha) => s.sha256 = sha,
+                            Err(e) => return Ok((Outcome::Failed(e), 0.0)),
+                        }
                         let secs = s.samples as f64 / config.sample_rate;
                         (s, false, secs)
                     }
@@ -337,6 +414,7 @@ pub fn preprocess(
                             sha256: sha,
                             samples,
                             shard: shard_name,
+                            shard_sha256: Some(shard.sha256),
                         },
                         chunks: shard.chunks,
                         reused,
@@ -367,6 +445,7 @@ pub fn preprocess(
                     path: rel,
                     reason: s.reason.clone(),
                 }),
+                Outcome::Failed(_) => {}
             }
             outcome
         })
@@ -399,6 +478,7 @@ pub fn preprocess(
                 manifest.sources.push(entry);
             }
             Outcome::Skipped(s) => manifest.skipped.push(s),
+            Outcome::Failed(e) => return Err(e),
         }
     }
     if manifest.chunks.is_empty() {

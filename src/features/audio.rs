@@ -14,9 +14,9 @@ pub const SILENCE_PEAK: f32 = 1e-6;
 pub const AUDIO_EXTENSIONS: [&str; 9] = [
     "wav", "wave", "flac", "mp3", "ogg", "oga", "aif", "aiff", "aifc",
 ];
-/// Sample rates outside this range (Hz) are refused: nothing records below 1 kHz, and a rate
-/// from a broken header would make resampling allocate without bound.
-pub const SAMPLE_RATE_RANGE: std::ops::RangeInclusive<u32> = 1000..=768_000;
+/// Sample rates outside this range (Hz) are refused: nothing records below 1 kHz or above
+/// 384 kHz, and a rate from a broken header would make resampling allocate without bound.
+pub const SAMPLE_RATE_RANGE: std::ops::RangeInclusive<u32> = 1000..=384_000;
 /// The longest recording decoded, seconds (4 hours): longer files, or compressed files that
 /// claim to decode to more, are refused rather than exhausting memory.
 pub const MAX_SECONDS: f64 = 4.0 * 3600.0;
@@ -246,6 +246,20 @@ fn open_hound(path: &Path) -> std::result::Result<AudioStream, HoundFailure> {
         return Err(broken(audio_err(path, "WAV header declares 0 channels")));
     }
     check_rate(path, spec.sample_rate).map_err(broken)?;
+    let claimed =
+        wav.duration() as u64 * spec.channels as u64 * spec.bits_per_sample.div_ceil(8) as u64;
+    let len = std::fs::metadata(path)
+        .map_err(|e| broken(Error::io(path, e)))?
+        .len();
+    if claimed > len {
+        return Err(broken(audio_err(
+            path,
+            format!(
+                "the header claims {claimed} bytes of samples, but the file holds only {len} \
+                 bytes (truncated, or a broken header)"
+            ),
+        )));
+    }
     let seconds = wav.duration() as f64 / spec.sample_rate as f64;
     if seconds > MAX_SECONDS {
         return Err(broken(too_long(path, seconds)));
@@ -535,12 +549,39 @@ pub fn peak_normalize(samples: &mut [f32], target: f64) {
 }
 
 /// Read ([`read_audio`]), mix to mono, resample to `sample_rate` and peak-normalise to
-/// `normalize_to`. A silent file is an error naming the file.
+/// `normalize_to`. A file that resamples to no samples, or a silent file, is an error naming
+/// the file.
 pub fn load_audio(path: &Path, sample_rate: f64, normalize_to: f64) -> Result<Vec<f32>> {
+    load_audio_at_least(path, sample_rate, normalize_to, 1)
+}
+
+/// [`load_audio`], refusing a file with fewer than `min_samples` samples at `sample_rate` (an
+/// error saying how long it is, at its rate and at `sample_rate`, and what is needed).
+pub fn load_audio_at_least(
+    path: &Path,
+    sample_rate: f64,
+    normalize_to: f64,
+    min_samples: usize,
+) -> Result<Vec<f32>> {
     let decoded = read_audio(path)?;
     let target = sample_rate.round() as u32;
     let mut samples = resample(&decoded.samples, decoded.sample_rate, target)
         .map_err(|e| audio_err(path, e.to_string()))?;
+    if samples.len() < min_samples.max(1) {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let (n, m) = (decoded.samples.len(), samples.len());
+        return Err(audio_err(
+            path,
+            format!(
+                "too short: {n} sample{} at {} Hz, {m} at {target} Hz; at least {} ({:.1} ms) \
+                 are needed",
+                plural(n),
+                decoded.sample_rate,
+                min_samples.max(1),
+                min_samples.max(1) as f64 * 1000.0 / target as f64
+            ),
+        ));
+    }
     let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
     if peak < SILENCE_PEAK {
         return Err(audio_err(path, format!("all silence (peak {peak:.2e})")));
@@ -590,7 +631,7 @@ impl WavSink {
     /// Start writing `path` at `sample_rate`.
     pub fn create(path: &Path, sample_rate: u32) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            crate::io::create_dir_all(parent)?;
         }
         let tmp = crate::io::temp_path(path);
         let spec = hound::WavSpec {
@@ -622,9 +663,9 @@ impl WavSink {
     pub fn finish(mut self) -> Result<()> {
         let writer = self.writer.take().expect("finished once");
         writer.finalize().map_err(|e| wav_write_err(&self.tmp, e))?;
-        let file = std::fs::File::open(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+        let file = std::fs::File::open(&self.tmp).map_err(|e| Error::write(&self.tmp, e))?;
+        file.sync_all().map_err(|e| Error::write(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::write(&self.path, e))
     }
 }
 
@@ -639,7 +680,7 @@ impl Drop for WavSink {
 
 fn wav_write_err(path: &Path, e: hound::Error) -> Error {
     match e {
-        hound::Error::IoError(io) => Error::io(path, io),
-        other => Error::io(path, std::io::Error::other(other.to_string())),
+        hound::Error::IoError(io) => Error::write(path, io),
+        other => Error::write(path, std::io::Error::other(other.to_string())),
     }
 }

@@ -231,6 +231,7 @@ pub struct Model {
     device: Device,
     dir: PathBuf,
     step: usize,
+    notes: Vec<String>,
 }
 
 impl Model {
@@ -238,10 +239,23 @@ impl Model {
     /// itself (`which` is then ignored): `state.json` gives the config and statistics,
     /// `model.bpk` (or `model.safetensors`) the weights. `device` without autodiff.
     pub fn load(path: &Path, which: Checkpoint, device: &Device) -> Result<Self> {
+        let mut notes = Vec::new();
         let dir = if path.join("state.json").exists() {
             path.to_path_buf()
         } else if path.join("checkpoints").is_dir() {
-            path.join("checkpoints").join(which.folder())
+            let checkpoints = path.join("checkpoints");
+            let wanted = checkpoints.join(which.folder());
+            match crate::train::find_checkpoint(&checkpoints, &which.folder()) {
+                Some(found) if found != wanted => {
+                    notes.push(format!(
+                        "{} is missing (a checkpoint save was interrupted); loading {}",
+                        wanted.display(),
+                        found.display()
+                    ));
+                    found
+                }
+                _ => wanted,
+            }
         } else {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
@@ -266,6 +280,10 @@ impl Model {
                 path: dir.clone(),
                 reason: "no model.bpk or model.safetensors".into(),
             })?;
+        let file = weights.file_name().unwrap_or_default().to_string_lossy();
+        if !crate::train::verify_checksum(&dir, &state, &file)? {
+            notes.push(crate::train::unverified_note(&dir));
+        }
         let model = DdspModel::new(&state.config, device).load_weights(&weights)?;
         Ok(Self {
             model,
@@ -275,7 +293,14 @@ impl Model {
             device: device.clone(),
             dir,
             step: state.step,
+            notes,
         })
+    }
+
+    /// What loading had to say without failing (a checkpoint recovered after an interrupted
+    /// save, weights without checksums), one line each, for the caller to show.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The run's config.

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::data::{Batch, Dataset};
 use crate::dsp::to_vec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::features::FrameFeatures;
 use crate::features::audio::write_wav;
 use crate::loss::Spectrograms;
@@ -74,7 +74,7 @@ pub(crate) fn write_renders(
     sample_rate: u32,
     limit: usize,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::io::create_dir_all(dir)?;
     let [b, n] = batch.audio.dims();
     let parts = [
         ("target", to_vec(batch.audio.clone())),

@@ -20,8 +20,9 @@ pub use eval::VAL_CHUNKS;
 pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
-    CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, holds_a_run,
-    read_meta, read_state, remove_run, step_label, unix_now,
+    CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, find_checkpoint,
+    holds_a_run, read_meta, read_state, remove_run, step_label, unix_now, unverified_note,
+    verify_checksum,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 
@@ -124,6 +125,12 @@ pub enum TrainEvent {
         /// Whether it is the best so far.
         best: bool,
     },
+    /// Something the user should know that does not stop the run (for example a checkpoint
+    /// recovered after an interrupted save).
+    Note {
+        /// The message.
+        message: String,
+    },
     /// A checkpoint was written.
     Checkpoint {
         /// Its folder.
@@ -194,6 +201,13 @@ pub fn train(
     options: &TrainOptions,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<RunSummary> {
+    if let (Some(_), Some(init)) = (&options.resume, &options.init_checkpoint) {
+        return Err(Error::Config(format!(
+            "--init-checkpoint {} cannot be used with --resume: a resumed run continues from its \
+             own latest checkpoint",
+            init.display()
+        )));
+    }
     let (config, run_dir, resume_dir) = match &options.resume {
         Some(dir) => {
             if !dir.join("resolved_config.json").is_file() {
@@ -203,14 +217,23 @@ pub fn train(
                 });
             }
             let cfg = Config::from_json_file(&dir.join("resolved_config.json"))?;
-            let latest = dir.join("checkpoints").join("latest");
-            if !latest.join("state.json").is_file() {
+            let checkpoints = dir.join("checkpoints");
+            let Some(latest) = find_checkpoint(&checkpoints, "latest") else {
                 return Err(Error::Checkpoint {
-                    path: latest,
+                    path: checkpoints.join("latest"),
                     reason: format!(
                         "no checkpoint yet: the run stopped before its first one (every {} \
                          steps); train it again with --run-name and --overwrite",
                         cfg.checkpoint_every
+                    ),
+                });
+            };
+            if latest != checkpoints.join("latest") {
+                on_event(TrainEvent::Note {
+                    message: format!(
+                        "{} is missing (a checkpoint save was interrupted); resuming from {}",
+                        checkpoints.join("latest").display(),
+                        latest.display()
                     ),
                 });
             }
@@ -235,6 +258,9 @@ pub fn train(
     };
     config.validate()?;
     let data = Dataset::open(cache, &config)?;
+    if let Some(message) = data.unverified_note() {
+        on_event(TrainEvent::Note { message });
+    }
     let pool = data.indices(options.split);
     if pool.is_empty() {
         return Err(Error::Cache {
@@ -262,9 +288,17 @@ pub fn train(
         skipped_steps: 0,
         config: config.clone(),
         data_stats: data_stats.clone(),
+        sha256: Default::default(),
     };
     if let Some(latest) = &resume_dir {
         state = read_state(latest)?;
+        let model_checked = verify_checksum(latest, &state, "model.bpk")?;
+        let optimizer_checked = verify_checksum(latest, &state, "optimizer.bpk")?;
+        if !(model_checked && optimizer_checked) {
+            on_event(TrainEvent::Note {
+                message: unverified_note(latest),
+            });
+        }
         state.data_stats = state.data_stats.or(data_stats);
         model = model.load_weights(&latest.join("model.bpk"))?;
         optimizer = run::load_optimizer(latest, optimizer)?;
@@ -274,6 +308,13 @@ pub fn train(
         run.truncate_csv("val", state.step)?;
     } else if let Some(init) = &options.init_checkpoint {
         let file = if init.is_dir() {
+            if init.join("state.json").is_file()
+                && !verify_checksum(init, &read_state(init)?, "model.safetensors")?
+            {
+                on_event(TrainEvent::Note {
+                    message: unverified_note(init),
+                });
+            }
             init.join("model.safetensors")
         } else {
             init.clone()

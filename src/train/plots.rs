@@ -33,16 +33,19 @@ fn draw_png(
 ) -> Result<()> {
     ensure_font();
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
+    // Unique per writer, and ending in .png (plotters picks the format by extension).
+    let mut tmp = crate::io::temp_path(path).into_os_string();
+    tmp.push(".png");
+    let tmp = std::path::PathBuf::from(tmp);
     {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         draw(&root).map_err(|e| plot_err(path, e))?;
         root.present().map_err(|e| plot_err(path, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))
 }
 
 fn finite_range(values: impl Iterator<Item = f64>) -> (f64, f64) {

@@ -76,6 +76,11 @@ pub struct CheckpointState {
     /// checkpoints written before they were recorded).
     #[serde(default)]
     pub data_stats: Option<crate::data::DataStats>,
+    /// SHA-256 of the files saved with it (`model.bpk`, `model.safetensors`,
+    /// `optimizer.bpk`), checked when they are loaded ([`verify_checksum`]); empty in
+    /// checkpoints written before they were recorded, and until saved.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sha256: std::collections::BTreeMap<String, String>,
 }
 
 /// Metadata of a run (`run_meta.json`).
@@ -144,12 +149,7 @@ pub fn default_run_name() -> String {
 /// A run name must be a plain folder name inside the runs directory: not empty, not `.` or
 /// `..`, no path separator or NUL, at most 255 bytes.
 pub fn check_run_name(name: &str) -> Result<()> {
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 255
-        && !name.contains(['/', '\\', '\0']);
-    if plain {
+    if crate::io::is_plain_name(name) {
         Ok(())
     } else {
         Err(Error::Config(format!(
@@ -187,7 +187,7 @@ pub fn remove_run(dir: &Path) -> Result<()> {
         } else {
             Ok(())
         };
-        removed.map_err(|e| Error::io(&p, e))?;
+        removed.map_err(|e| Error::write(&p, e))?;
     }
     Ok(())
 }
@@ -214,7 +214,7 @@ impl RunDir {
     pub fn create(root: &Path) -> Result<Self> {
         for sub in ["logs", "checkpoints", "renders"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            crate::io::create_dir_all(&p)?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -224,6 +224,21 @@ impl RunDir {
     /// `checkpoints/<name>`.
     pub fn checkpoint(&self, name: &str) -> PathBuf {
         self.root.join("checkpoints").join(name)
+    }
+
+    /// Put checkpoint `name` back in place after a save interrupted between its two renames
+    /// (see [`find_checkpoint`]): the copy found is renamed to `checkpoints/<name>`.
+    fn restore_checkpoint(&self, name: &str) -> Result<()> {
+        let dir = self.checkpoint(name);
+        match find_checkpoint(&self.root.join("checkpoints"), name) {
+            Some(found) if found != dir => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+                }
+                std::fs::rename(&found, &dir).map_err(|e| Error::write(&dir, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `renders/step_XXXXXXXX`.
@@ -274,10 +289,11 @@ impl RunDir {
         optimizer: Option<&ModuleOptimizer>,
         state: &CheckpointState,
     ) -> Result<PathBuf> {
+        self.restore_checkpoint(name)?;
         let dir = self.checkpoint(name);
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        crate::io::create_dir_all(&tmp)?;
         model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
         model.save_burnpack(&tmp.join("model.bpk"))?;
         if let Some(optim) = optimizer {
@@ -290,27 +306,96 @@ impl RunDir {
                 })?;
             write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
         }
-        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        let mut state = state.clone();
+        state.sha256 = CHECKSUMMED
+            .iter()
+            .filter(|f| tmp.join(f).exists())
+            .map(|f| {
+                let path = tmp.join(f);
+                let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
+                Ok((f.to_string(), crate::io::sha256_hex(&bytes)))
+            })
+            .collect::<Result<_>>()?;
+        let text = serde_json::to_string_pretty(&state).expect("state serialises");
         write_atomic(&tmp.join("state.json"), text.as_bytes())?;
         let old = self.checkpoint(&format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
         if dir.exists() {
-            std::fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
+            std::fs::rename(&dir, &old).map_err(|e| Error::write(&dir, e))?;
         }
-        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::write(&dir, e))?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
 }
 
-/// Read a checkpoint's `state.json`.
-pub fn read_state(dir: &Path) -> Result<CheckpointState> {
-    let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Checkpoint {
+/// The files of a checkpoint whose SHA-256 its `state.json` records.
+const CHECKSUMMED: [&str; 3] = ["model.bpk", "model.safetensors", "optimizer.bpk"];
+
+/// Check `dir/file` against the SHA-256 recorded in the checkpoint's `state`: a mismatch is an
+/// error naming the file. `Ok(false)` when `state` records none (a checkpoint written before
+/// checksums were), so the caller can say the file was not verified.
+pub fn verify_checksum(dir: &Path, state: &CheckpointState, file: &str) -> Result<bool> {
+    let Some(expected) = state.sha256.get(file) else {
+        return Ok(false);
+    };
+    let path = dir.join(file);
+    let bytes = crate::io::read_regular(&path).map_err(|e| Error::Checkpoint {
         path: path.clone(),
         reason: format!("cannot read: {e}"),
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+    let actual = crate::io::sha256_hex(&bytes);
+    if actual != *expected {
+        return Err(Error::Checkpoint {
+            reason: format!(
+                "checksum mismatch: {} was modified or is damaged (SHA-256 {actual}, state.json \
+                 records {expected})",
+                path.display()
+            ),
+            path,
+        });
+    }
+    Ok(true)
+}
+
+/// The line to show when a checkpoint's files could not be verified.
+pub fn unverified_note(dir: &Path) -> String {
+    format!(
+        "checkpoint {} has no checksums (written by an older version); its files were not \
+         verified",
+        dir.display()
+    )
+}
+
+/// Whether `dir` holds a complete checkpoint: its `state.json`, written last, is there.
+fn is_complete(dir: &Path) -> bool {
+    dir.join("state.json").is_file()
+}
+
+/// Where checkpoint `name` of a run can be read (`checkpoints` is the run's `checkpoints/`
+/// folder): `<name>` itself, or, when a save was interrupted between its two renames and left
+/// no complete `<name>`, the new copy `.<name>.tmp` if it is complete, else the previous one,
+/// `.<name>.old`. `None` when there is no complete copy. The next save of `name` puts the copy
+/// back in place and removes the others.
+pub fn find_checkpoint(checkpoints: &Path, name: &str) -> Option<PathBuf> {
+    [
+        name.to_string(),
+        format!(".{name}.tmp"),
+        format!(".{name}.old"),
+    ]
+    .into_iter()
+    .map(|n| checkpoints.join(n))
+    .find(|dir| is_complete(dir))
+}
+
+/// Read a checkpoint's `state.json`.
+pub fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join("state.json");
+    let text = crate::io::read_regular(&path).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    serde_json::from_slice(&text).map_err(|e| Error::Checkpoint {
         path,
         reason: format!("corrupt state: {e}"),
     })
@@ -319,7 +404,7 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
 /// Load the optimizer state saved next to a checkpoint's weights.
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optimizer.bpk");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
     let record =
         burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| Error::Checkpoint {

@@ -610,3 +610,167 @@ fn a_failed_run_is_marked_failed() {
     assert!(meta.contains("failed"), "{err}: {meta}");
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Issue 15, defect 6: a save of `latest` interrupted between its two renames leaves no
+/// `latest`, only `.latest.old` (the previous one) and `.latest.tmp` (the new one, complete or
+/// not). Loading and resuming fall back to the complete new copy, else the old one, and the
+/// next save puts `latest` back and removes the leftovers.
+#[test]
+fn an_interrupted_latest_swap_is_recovered() {
+    use crate::infer::{Checkpoint, Model};
+    let runs = runs_dir("swap");
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "s", 6),
+        &mut |_| {},
+    )
+    .unwrap();
+    let ckpts = runs.join("s/checkpoints");
+    let run = runs.join("s");
+    let device = Device::flex();
+    // Killed after `latest` -> `.latest.old`, before `.latest.tmp` -> `latest`.
+    std::fs::rename(ckpts.join("latest"), ckpts.join(".latest.tmp")).unwrap();
+    copy_dir(&ckpts.join("step_00000003"), &ckpts.join(".latest.old"));
+    let model = Model::load(&run, Checkpoint::Latest, &device).unwrap();
+    assert_eq!(model.step(), 6, "the complete new copy wins");
+    assert!(
+        model.notes()[0].contains("interrupted"),
+        "{:?}",
+        model.notes()
+    );
+    // Killed while `.latest.tmp` was being written: it has no state.json.
+    std::fs::remove_file(ckpts.join(".latest.tmp/state.json")).unwrap();
+    let model = Model::load(&run, Checkpoint::Latest, &device).unwrap();
+    assert_eq!(model.step(), 3, "the previous copy");
+    // Resume falls back the same way and says so; its first save cleans up.
+    let mut opts = options(&runs, "s", 9);
+    opts.resume = Some(run.clone());
+    let mut notes = Vec::new();
+    let mut start = None;
+    train(&config(), cache(), &flex(), &opts, &mut |e| match e {
+        TrainEvent::Note { message } => notes.push(message),
+        TrainEvent::Started { start_step, .. } => start = Some(start_step),
+        _ => {}
+    })
+    .unwrap();
+    assert_eq!(start, Some(3));
+    assert!(notes.iter().any(|n| n.contains(".latest.old")), "{notes:?}");
+    assert_eq!(read_state(&ckpts.join("latest")).unwrap().step, 9);
+    assert!(!ckpts.join(".latest.old").exists() && !ckpts.join(".latest.tmp").exists());
+    // Nothing complete anywhere: "no checkpoint yet", not a read error.
+    std::fs::remove_dir_all(ckpts.join("latest")).unwrap();
+    std::fs::create_dir_all(ckpts.join(".latest.tmp")).unwrap();
+    let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no checkpoint yet"), "{err}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+/// Issue 15, defect 3 (checksums): a checkpoint's state.json records the SHA-256 of its
+/// weights and optimizer state; a file changed afterwards is refused naming it, on resume and
+/// on load; a checkpoint from before checksums still loads, with a note saying so.
+#[test]
+fn checkpoint_files_are_checked_against_their_checksums() {
+    use crate::infer::{Checkpoint, Model};
+    let runs = runs_dir("sums");
+    train(
+        &config(),
+        cache(),
+        &flex(),
+        &options(&runs, "c", 3),
+        &mut |_| {},
+    )
+    .unwrap();
+    let run = runs.join("c");
+    let latest = run.join("checkpoints/latest");
+    let state = read_state(&latest).unwrap();
+    let files: Vec<&str> = state.sha256.keys().map(String::as_str).collect();
+    assert_eq!(files, ["model.bpk", "model.safetensors", "optimizer.bpk"]);
+    let device = Device::flex();
+    let loaded = Model::load(&run, Checkpoint::Latest, &device).unwrap();
+    assert!(loaded.notes().is_empty(), "{:?}", loaded.notes());
+
+    // A checkpoint written before checksums: loads, and says it was not verified.
+    let old = runs.join("old");
+    copy_dir(&latest, &old);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(old.join("state.json")).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("sha256").unwrap();
+    std::fs::write(old.join("state.json"), json.to_string()).unwrap();
+    let loaded = Model::load(&old, Checkpoint::Latest, &device).unwrap();
+    assert!(
+        loaded.notes()[0].contains("no checksums"),
+        "{:?}",
+        loaded.notes()
+    );
+
+    let flip = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(path, bytes).unwrap();
+    };
+    let mut resume = options(&runs, "c", 6);
+    resume.resume = Some(run.clone());
+    flip(&latest.join("optimizer.bpk"));
+    let err = train(&config(), cache(), &flex(), &resume, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("checksum mismatch")
+            && err.contains("optimizer.bpk was modified or is damaged"),
+        "{err}"
+    );
+    flip(&latest.join("model.bpk"));
+    let err = Model::load(&run, Checkpoint::Latest, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("checksum mismatch") && err.contains("model.bpk was modified"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+/// Issue 15, defect 7: a run stopped by non-finite steps before its first checkpoint does not
+/// point at a `latest` that is not there; `--init-checkpoint` with `--resume` is refused (it
+/// was silently ignored).
+#[test]
+fn messages_name_only_what_exists_and_resume_refuses_init_weights() {
+    let runs = runs_dir("msgs");
+    let mut c = config();
+    c.lr = 1e38;
+    c.grad_clip = 0.0;
+    c.eval_every = 0;
+    c.checkpoint_every = 1000;
+    let err = train(&c, cache(), &flex(), &options(&runs, "n", 200), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("No checkpoint was written") && !err.contains("latest"),
+        "{err}"
+    );
+    let mut opts = options(&runs, "n", 2);
+    opts.resume = Some(runs.join("n"));
+    opts.init_checkpoint = Some(runs.join("elsewhere"));
+    let err = train(&config(), cache(), &flex(), &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--init-checkpoint") && err.contains("--resume"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}

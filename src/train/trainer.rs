@@ -360,10 +360,17 @@ impl<'a> Trainer<'a> {
         self.meta.skipped_steps = self.state.skipped_steps;
         self.meta.ended_unix = Some(unix_now());
         self.run.write_meta(&self.meta)?;
+        let checkpoint = match super::find_checkpoint(&self.run.root.join("checkpoints"), "latest")
+        {
+            Some(dir) => format!("The last good checkpoint is in {}", dir.display()),
+            None => format!(
+                "No checkpoint was written before (the first comes at step {})",
+                self.config.checkpoint_every
+            ),
+        };
         Err(Error::Training(format!(
             "{MAX_CONSECUTIVE_SKIPS} consecutive steps had a non-finite loss or gradient at step {step}; \
-             stopped. The last good checkpoint is in {} (try a lower lr or gradClip)",
-            self.run.checkpoint("latest").display()
+             stopped. {checkpoint} (try a lower lr or gradClip)"
         )))
     }
 
