@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 /// `sum_i a[i] b[i]` over eight partial sums (a single running sum is one long dependency
 /// chain the compiler may not reorder; eight vectorise).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 8;
     let mut acc = [0.0f32; LANES];
@@ -33,16 +34,81 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// A spectrum with its real and imaginary parts in separate arrays.
+#[derive(Clone, Default)]
+struct Split {
+    re: Vec<f32>,
+    im: Vec<f32>,
+}
+
+impl Split {
+    fn zeros(n: usize) -> Self {
+        Self {
+            re: vec![0.0; n],
+            im: vec![0.0; n],
+        }
+    }
+
+    fn from_complex(c: &[Complex<f32>]) -> Self {
+        Self {
+            re: c.iter().map(|v| v.re).collect(),
+            im: c.iter().map(|v| v.im).collect(),
+        }
+    }
+
+    fn set(&mut self, c: &[Complex<f32>]) {
+        for ((re, im), v) in self.re.iter_mut().zip(self.im.iter_mut()).zip(c) {
+            *re = v.re;
+            *im = v.im;
+        }
+    }
+
+    fn fill_zero(&mut self) {
+        self.re.fill(0.0);
+        self.im.fill(0.0);
+    }
+}
+
+/// `acc += a * b` elementwise over split complex spectra.
+#[inline(always)]
+fn complex_mac(acc: &mut Split, a: &Split, b: &Split) {
+    let n = acc.re.len();
+    let (ar, ai, br, bi) = (&a.re[..n], &a.im[..n], &b.re[..n], &b.im[..n]);
+    for (i, (r, m)) in acc.re.iter_mut().zip(acc.im.iter_mut()).enumerate() {
+        *r += ar[i] * br[i] - ai[i] * bi[i];
+        *m += ar[i] * bi[i] + ai[i] * br[i];
+    }
+}
+
+/// [`complex_mac`] of every partition with its block pair (see [`Convolver::block_done`]).
+#[inline(always)]
+fn sum_products(acc: &mut Split, parts: &[Split], fdl: &[Split], newest: usize) {
+    let k = parts.len();
+    acc.fill_zero();
+    for (j, h) in parts.iter().enumerate() {
+        complex_mac(acc, h, &fdl[(newest + k - j) % k]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sum_products_avx2(acc: &mut Split, parts: &[Split], fdl: &[Split], newest: usize) {
+    sum_products(acc, parts, fdl, newest);
+}
+
 /// A zero-latency partitioned convolver: see the module doc.
 #[derive(Clone)]
 pub struct Convolver {
     p: usize,
     /// The first partition's taps, reversed.
     head: Vec<f32>,
-    /// Spectra of partitions `1..K`, each `[P + 1]` (taps zero-padded to `2P`).
-    parts: Vec<Vec<Complex<f32>>>,
+    /// Spectra of partitions `1..K` (taps zero-padded to `2P`), real and imaginary parts
+    /// apart (so the products vectorise), each `[P + 1]`.
+    parts: Vec<Split>,
     /// Spectra of the last `K - 1` input block pairs; `fdl[newest]` is the latest.
-    fdl: Vec<Vec<Complex<f32>>>,
+    fdl: Vec<Split>,
+    /// The sum of the spectrum products for the next block.
+    acc: Split,
     newest: usize,
     /// The previous input block then the current one, `[2P]`.
     line: Vec<f32>,
@@ -83,7 +149,7 @@ impl Convolver {
         let mut head: Vec<f32> = ir.iter().take(p).copied().collect();
         head.resize(p, 0.0);
         head.reverse();
-        let parts: Vec<Vec<Complex<f32>>> = ir
+        let parts: Vec<Split> = ir
             .chunks(p)
             .skip(1)
             .map(|taps| {
@@ -92,15 +158,16 @@ impl Convolver {
                 forward
                     .process_with_scratch(&mut frame, &mut spectrum, &mut scratch)
                     .expect("buffers made by the plan");
-                spectrum.clone()
+                Split::from_complex(&spectrum)
             })
             .collect();
-        let fdl = vec![vec![Complex::default(); p + 1]; parts.len()];
+        let fdl = vec![Split::zeros(p + 1); parts.len()];
         Self {
             p,
             head,
             parts,
             fdl,
+            acc: Split::zeros(p + 1),
             newest: 0,
             line: vec![0.0; 2 * p],
             late: vec![0.0; p],
@@ -118,7 +185,7 @@ impl Convolver {
         self.line.fill(0.0);
         self.late.fill(0.0);
         for s in &mut self.fdl {
-            s.fill(Complex::default());
+            s.fill_zero();
         }
         self.pos = 0;
     }
@@ -126,6 +193,25 @@ impl Convolver {
     /// Convolve the next samples: `out[i] = sum_j ir[j] x[n - j]` for each input `x[n]` of
     /// `input`, continuing the earlier calls.
     pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { self.process_avx2(input, out) };
+            return;
+        }
+        self.process_samples(input, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn process_avx2(&mut self, input: &[f32], out: &mut [f32]) {
+        self.process_samples(input, out);
+    }
+
+    /// The body of [`Self::process`], inlined into each instruction-set variant.
+    #[inline(always)]
+    fn process_samples(&mut self, input: &[f32], out: &mut [f32]) {
         let p = self.p;
         for (x, y) in input.iter().zip(out.iter_mut()) {
             let t = self.pos;
@@ -149,20 +235,25 @@ impl Convolver {
             self.newest = (self.newest + 1) % k;
             self.frame.copy_from_slice(&self.line);
             self.forward
-                .process_with_scratch(
-                    &mut self.frame,
-                    &mut self.fdl[self.newest],
-                    &mut self.scratch,
-                )
+                .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
                 .expect("buffers made by the plan");
+            self.fdl[self.newest].set(&self.spectrum);
             // Next block b: partition j (1-based) meets the block pair that ended j - 1 blocks
             // before this one.
-            self.spectrum.fill(Complex::default());
-            for (j, h) in self.parts.iter().enumerate() {
-                let x = &self.fdl[(self.newest + k - j) % k];
-                for ((acc, a), b) in self.spectrum.iter_mut().zip(h).zip(x) {
-                    *acc += a * b;
-                }
+            let (acc, parts, fdl) = (&mut self.acc, &self.parts, &self.fdl);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has the features the function is compiled for.
+                unsafe { sum_products_avx2(acc, parts, fdl, self.newest) };
+            } else {
+                sum_products(acc, parts, fdl, self.newest);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            sum_products(acc, parts, fdl, self.newest);
+            for ((c, re), im) in self.spectrum.iter_mut().zip(&self.acc.re).zip(&self.acc.im) {
+                *c = Complex::new(*re, *im);
             }
             self.spectrum[0].im = 0.0;
             self.spectrum[p].im = 0.0;

@@ -126,9 +126,11 @@ impl Yin {
         let win = frame_length / 2;
         let min_period = ((sr / config.max_f0).floor() as usize).max(2);
         let max_period = ((sr / config.min_f0).ceil() as usize).min(frame_length - win - 2);
-        // Long enough that the circular correlation never wraps; even, so its last bin is
-        // Nyquist's; 5-smooth, where rustfft is fastest (1536 = 3 * 2^9 for the default).
-        let fft_len = even_smooth_len(frame_length + win);
+        // The correlation needs lags up to `max_period + 1` of the first `win` samples, which
+        // reach sample `win + max_period <= frame_length - 2`: a circular correlation over
+        // the frame's own length never wraps into them. Even, so the last bin is Nyquist's;
+        // 5-smooth, where rustfft is fastest.
+        let fft_len = even_smooth_len(frame_length);
         let mut planner = RealFftPlanner::<f64>::new();
         Self {
             frame_length,
@@ -890,6 +892,39 @@ fn fill_unvoiced(f0: &[f64], voiced: &[bool], config: &PitchConfig) -> Vec<f64> 
 mod tests {
     use super::*;
     use crate::features::track_pitch;
+
+    /// The FFT-based CMNDF equals YIN's definition computed directly:
+    /// `d(tau) = sum_{j < win} (x_j - x_{j + tau})^2`, `d'(tau) = d(tau) tau / sum_{t<=tau} d(t)`.
+    #[test]
+    fn cmndf_equals_the_direct_definition() {
+        for (min_f0, frame) in [(50.0, 1024), (110.0, 600), (40.0, 1030)] {
+            let config = PitchConfig {
+                frame_length: frame,
+                ..PitchConfig::new(16000.0, 64, min_f0, 1000.0)
+            };
+            let yin = Yin::new(&config);
+            let x: Vec<f64> = (0..yin.frame_length)
+                .map(|i| {
+                    (i as f64 * 0.11).sin()
+                        + 0.3 * (i as f64 * 0.037).cos()
+                        + 0.01 * ((i * 7919) % 13) as f64
+                })
+                .collect();
+            let mut scratch = yin.scratch();
+            let got = yin.cmndf(&x, &mut scratch).to_vec();
+            let mut running = 0.0;
+            for tau in 1..got.len() {
+                let d: f64 = (0..yin.win).map(|j| (x[j] - x[j + tau]).powi(2)).sum();
+                running += d;
+                let want = d * tau as f64 / running;
+                assert!(
+                    (got[tau] - want).abs() < 1e-9 * want.max(1.0),
+                    "tau {tau}: {} vs {want}",
+                    got[tau]
+                );
+            }
+        }
+    }
 
     #[test]
     fn fft_lengths_are_even_and_5_smooth() {
