@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::control_stats::distribution_summary;
 use super::plots::ControlSnapshot;
 use crate::config::Config;
 use crate::dsp::to_vec;
@@ -53,13 +54,7 @@ pub fn dump_controls(
         let row = &dist[t * k..(t + 1) * k];
         let total: f32 = row.iter().sum::<f32>().max(1e-12);
         let p: Vec<f32> = row.iter().map(|v| v / total).collect();
-        let entropy: f32 = -p
-            .iter()
-            .filter(|v| **v > 0.0)
-            .map(|v| v * v.ln())
-            .sum::<f32>();
-        let top = p.iter().fold(0f32, |a, b| a.max(*b));
-        let centroid: f32 = p.iter().enumerate().map(|(i, v)| (i + 1) as f32 * v).sum();
+        let (entropy, top, centroid) = distribution_summary(row);
         let noise_gain = noise[t * m..(t + 1) * m].iter().sum::<f32>() / m as f32;
         let _ = writeln!(
             s,

@@ -6,6 +6,7 @@
 //! configured objective) to `logs/val.csv`; checkpoints to `checkpoints/step_N`, `latest` and
 //! `best`; renders of fixed validation chunks to `renders/step_N/`.
 
+pub mod control_stats;
 mod dump;
 mod eval;
 mod optim;

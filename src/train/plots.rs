@@ -143,47 +143,50 @@ fn heatmap(
     Ok(())
 }
 
+/// The columns of a CSV log under `logs` (none if it does not exist) as named series over its
+/// first column, skipping the columns `skip` names; `prefix` goes before each name.
+fn read_series(logs: &Path, name: &str, prefix: &str, skip: &[&str]) -> Vec<Series> {
+    let Ok(text) = std::fs::read_to_string(logs.join(name)) else {
+        return Vec::new();
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    header
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, h)| !skip.contains(h))
+        .map(|(i, h)| {
+            let points = rows
+                .iter()
+                .filter(|r| r.len() > i)
+                .map(|r| (r[0], r[i]))
+                .collect();
+            (format!("{prefix}{h}"), points)
+        })
+        .collect()
+}
+
 /// Loss curves from the run's `train.csv` and `val.csv` (log scale): one line per column.
 pub fn plot_losses(logs: &Path, out: &Path) -> Result<()> {
+    let skip = [
+        "lr",
+        "grad_norm",
+        "f0_cents_median",
+        "loudness_l1_db",
+        "f0_l1_cents",
+        "outlier_ratio",
+    ];
     let read = |name: &str| -> Vec<Series> {
-        let Ok(text) = std::fs::read_to_string(logs.join(name)) else {
-            return Vec::new();
-        };
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-        let rows: Vec<Vec<f64>> = lines
-            .map(|l| {
-                l.split(',')
-                    .map(|v| v.parse().unwrap_or(f64::NAN))
-                    .collect()
-            })
-            .collect();
-        header
-            .iter()
-            .enumerate()
-            .skip(1)
-            .filter(|(_, h)| {
-                !matches!(
-                    **h,
-                    "lr" | "grad_norm"
-                        | "f0_cents_median"
-                        | "loudness_l1_db"
-                        | "f0_l1_cents"
-                        | "outlier_ratio"
-                )
-            })
-            .map(|(i, h)| {
-                let points = rows
-                    .iter()
-                    .filter(|r| r.len() > i)
-                    .map(|r| (r[0], r[i]))
-                    .collect();
-                (
-                    format!("{}{h}", if name == "val.csv" { "val " } else { "" }),
-                    points,
-                )
-            })
-            .collect()
+        let prefix = if name == "val.csv" { "val " } else { "" };
+        read_series(logs, name, prefix, &skip)
     };
     let train = read("train.csv");
     let val = read("val.csv");
@@ -196,6 +199,43 @@ pub fn plot_losses(logs: &Path, out: &Path) -> Result<()> {
             "step",
             &val,
             true,
+        )?;
+        Ok(())
+    })
+}
+
+/// `logs/controls.csv` drawn: the harmonic distribution's entropy and top share, the
+/// amplitudes, and the noise-to-harmonic ratio, over the steps (nothing before the first row).
+pub fn plot_control_stats(logs: &Path, out: &Path) -> Result<()> {
+    let all = read_series(logs, "controls.csv", "", &[]);
+    if all.is_empty() {
+        return Ok(());
+    }
+    let pick = |names: &[&str]| -> Vec<Series> {
+        all.iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .cloned()
+            .collect()
+    };
+    let shape = pick(&["harmonic_entropy", "top_harmonic_share"]);
+    let level = pick(&["amplitude_sum", "gain_min", "gain_max"]);
+    let noise = pick(&["noise_to_harmonic_db"]);
+    draw_png(out, (1000, 900), |root| {
+        let rows = root.split_evenly((3, 1));
+        line_chart(
+            &rows[0],
+            "harmonic distribution (entropy, nats; top share)",
+            "step",
+            &shape,
+            false,
+        )?;
+        line_chart(&rows[1], "harmonic amplitudes", "step", &level, false)?;
+        line_chart(
+            &rows[2],
+            "noise to harmonic ratio, dB",
+            "step",
+            &noise,
+            false,
         )?;
         Ok(())
     })

@@ -4,6 +4,7 @@
 use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 
+use super::control_stats::ControlStats;
 use super::optim::{clamp_gradients, global_norm, scale_gradients};
 use super::profile::{Phase, PhaseProfiler};
 use crate::config::{Config, GradClipMode};
@@ -63,6 +64,8 @@ pub struct StepRunner {
     /// Target spectrograms of the chunks seen, kept across steps.
     targets: TargetCache,
     profiler: Option<PhaseProfiler>,
+    /// `Some(None)`: statistics requested for the next step; `Some(Some(_))`: computed.
+    control_stats: Option<Option<ControlStats>>,
 }
 
 impl StepRunner {
@@ -90,6 +93,7 @@ impl StepRunner {
             seed: config.seed,
             targets: TargetCache::new(config.target_cache_mb << 20),
             profiler: None,
+            control_stats: None,
         }
     }
 
@@ -119,6 +123,17 @@ impl StepRunner {
     /// The objective.
     pub fn objective(&self) -> &Objective {
         &self.objective
+    }
+
+    /// Compute the control statistics of the next step's first micro-batch (read back from
+    /// the device: only on logged steps).
+    pub fn request_control_stats(&mut self) {
+        self.control_stats = Some(None);
+    }
+
+    /// The statistics requested with [`Self::request_control_stats`], once the step ran.
+    pub fn take_control_stats(&mut self) -> Option<ControlStats> {
+        self.control_stats.take().flatten()
     }
 
     /// The softmax temperature at `step`.
@@ -172,6 +187,9 @@ impl StepRunner {
             .uses_spectral()
             .then(|| self.targets.get(&self.objective.spectral, batch));
         let out = forward_batch(self.model(), batch, self.temperature(step), seed);
+        if self.control_stats == Some(None) {
+            self.control_stats = Some(Some(ControlStats::of(&out.controls)));
+        }
         self.objective.evaluate(
             out.audio.audio,
             batch.audio.clone(),

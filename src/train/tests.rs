@@ -141,6 +141,28 @@ fn run_directory_holds_everything() {
         "2 chunks x target/prediction/harmonic/noise, and spectrogram.png"
     );
     assert!(run.join("logs/loss_curves.png").exists());
+    // Control statistics on the first step and every logEvery-th (10: the first only here).
+    let controls = std::fs::read_to_string(run.join("logs/controls.csv")).unwrap();
+    assert!(
+        controls.starts_with(
+            "step,harmonic_entropy,top_harmonic_share,amplitude_sum,gain_min,gain_max,noise_to_harmonic_db\n"
+        ),
+        "{controls}"
+    );
+    let stats: Vec<Vec<f64>> = rows(&run.join("logs/controls.csv"))
+        .iter()
+        .map(|r| r.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(stats.len(), 1);
+    let (entropy, top, gain_min, gain_max) = (stats[0][1], stats[0][2], stats[0][4], stats[0][5]);
+    assert_eq!(stats[0][0], 1.0);
+    assert!(
+        (0.0..=12f64.ln() + 1e-6).contains(&entropy),
+        "entropy {entropy}"
+    );
+    assert!((1.0 / 12.0 - 1e-6..=1.0).contains(&top), "top share {top}");
+    assert!(0.0 <= gain_min && gain_min <= gain_max);
+    assert!(run.join("logs/control_stats.png").exists());
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("run_meta.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "finished");

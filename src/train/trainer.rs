@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use std::path::PathBuf;
 
+use super::control_stats::{CollapseWatch, ControlStats};
 use super::eval::{Evaluator, write_renders};
 use super::optim::learning_rate;
 use super::plots::{self, ControlSnapshot};
@@ -73,6 +74,8 @@ pub(crate) struct Trainer<'a> {
     meta: RunMeta,
     first_val: Option<f64>,
     consecutive_skips: usize,
+    /// Watches the logged control statistics for a collapse onto one harmonic.
+    collapse: CollapseWatch,
 }
 
 impl<'a> Trainer<'a> {
@@ -127,6 +130,7 @@ impl<'a> Trainer<'a> {
             meta,
             first_val: None,
             consecutive_skips: 0,
+            collapse: CollapseWatch::default(),
         }
     }
 
@@ -168,14 +172,22 @@ impl<'a> Trainer<'a> {
                 break;
             }
             let lr = learning_rate(self.config, step, self.options.steps);
+            let logged = step == 0 || (step + 1).is_multiple_of(self.config.log_every.max(1));
+            if logged {
+                runner.request_control_stats();
+            }
             let outcome = match self.options.mode {
                 Mode::Dry => self.dry_step(step),
                 Mode::M2 => self.optimise(&mut runner, step, lr)?,
             };
+            let stats = runner.take_control_stats();
             match outcome {
                 StepOutcome::Skipped { grad_norm } => self.skipped(step, grad_norm, on_event)?,
                 StepOutcome::Applied { losses, grad_norm } => {
                     self.consecutive_skips = 0;
+                    if let Some(stats) = stats {
+                        self.log_controls(step + 1, &stats, on_event)?;
+                    }
                     self.log_step(step + 1, lr, &losses, grad_norm, on_event)?;
                     last_losses = losses;
                     self.after_step(&runner, step + 1, on_event)?;
@@ -197,6 +209,7 @@ impl<'a> Trainer<'a> {
         self.run.write_meta(&self.meta)?;
         let logs = self.run.root.join("logs");
         plots::plot_losses(&logs, &logs.join("loss_curves.png"))?;
+        plots::plot_control_stats(&logs, &logs.join("control_stats.png"))?;
         Ok(RunSummary {
             run_dir: self.run.root.clone(),
             steps: step,
@@ -403,6 +416,25 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// Append the control statistics after `step` to `logs/controls.csv`, and warn once when
+    /// the harmonic distribution keeps collapsing.
+    fn log_controls(
+        &mut self,
+        step: usize,
+        stats: &ControlStats,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<()> {
+        let mut header = vec!["step"];
+        header.extend(ControlStats::COLUMNS);
+        let mut row = vec![step.to_string()];
+        row.extend(stats.values().iter().map(|v| format!("{v:.6}")));
+        self.run.append_csv("controls", &header, &row)?;
+        if let Some(message) = self.collapse.observe(stats, step) {
+            on_event(TrainEvent::Note { message });
+        }
+        Ok(())
+    }
+
     /// After `step` steps: checkpoints (`checkpointEvery` and the last step), renders and
     /// control dumps, from one validation forward pass.
     fn after_step(
@@ -424,6 +456,7 @@ impl<'a> Trainer<'a> {
             on_event(TrainEvent::Checkpoint { path: p });
             let logs = self.run.root.join("logs");
             plots::plot_losses(&logs, &logs.join("loss_curves.png"))?;
+            plots::plot_control_stats(&logs, &logs.join("control_stats.png"))?;
         }
         let render_every = config.render_every();
         let render_now = render_every > 0 && (step.is_multiple_of(render_every) || last);
