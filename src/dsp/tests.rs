@@ -911,3 +911,42 @@ fn partitioned_convolver_equals_direct_convolution() {
         }
     }
 }
+
+/// The packed-panel kernel (SIMD where the CPU has it, and the scalar kernel) equals a naive
+/// triple loop, `y += x W` from a non-zero `y`, for awkward shapes: 1 to 5 rows (a tile of
+/// four plus a remainder), widths around the 16-column panel (partial panels, and four full
+/// panels for a single row), `k` 1, 3 and 513, and `x` rows strided wider than `k`.
+#[test]
+fn packed_matmul_matches_naive_product() {
+    use super::host::{Packed, matmul_packed, matmul_packed_scalar};
+    for m in 1..=5 {
+        for n in [1, 7, 16, 17, 40, 64, 65, 80, 100] {
+            for k in [1, 3, 513] {
+                let x_rs = k + 2;
+                let seed = (m * 10_000 + n * 10 + k) as u64;
+                let x = rand_vec((m - 1) * x_rs + k, seed, -1.0, 1.0);
+                let w = rand_vec(k * n, seed + 1, -1.0, 1.0);
+                let y0 = rand_vec(m * n, seed + 2, -1.0, 1.0);
+                let mut reference = vec![0.0f64; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|t| x[i * x_rs + t] as f64 * w[t * n + j] as f64)
+                            .sum();
+                        reference[i * n + j] = y0[i * n + j] as f64 + dot;
+                    }
+                }
+                let packed = Packed::new(&w, k, n);
+                // A trailing value past the `m x n` outputs stays untouched.
+                let mut y = [y0.as_slice(), &[7.0]].concat();
+                matmul_packed(&mut y, &x, x_rs, &packed, m);
+                let what = format!("m {m} n {n} k {k}");
+                assert_close(&y[..m * n], &reference, 1e-5, &what);
+                assert_eq!(y[m * n], 7.0, "{what}: wrote past the outputs");
+                let mut y = y0.clone();
+                matmul_packed_scalar(&mut y, &x, x_rs, &packed, m);
+                assert_close(&y, &reference, 1e-5, &format!("{what} (scalar)"));
+            }
+        }
+    }
+}
