@@ -118,6 +118,13 @@ pub(crate) fn matmul(
     }
 }
 
+/// Whether the CPU has AVX2 and FMA, the host kernels' fast path (detected at run time, as
+/// `gemm` does; the answer is cached).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Columns in one panel of [`Packed`] weights: two AVX vectors of eight.
 const PANEL: usize = 16;
 
@@ -177,7 +184,7 @@ impl Packed {
 pub(crate) fn matmul_packed(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
     check_packed(y, x, x_rs, w, m);
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked above) and the operands were checked to
         // hold `m` rows.
         unsafe { avx2::matmul(y, x, x_rs, w, m) };
