@@ -9,6 +9,7 @@
 //! and one inverse FFT. Cost per sample: `P` multiply-adds plus `(L / P) (P + 1) / P` complex
 //! ones and two FFTs of `2P` per `P` samples, against `L` multiply-adds directly.
 
+use super::host;
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
@@ -120,24 +121,31 @@ impl Convolver {
     /// `input`, continuing the earlier calls.
     pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if super::host::avx2_fma() {
+        if host::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             unsafe { self.process_avx2(input, out) };
             return;
         }
-        self.process_body(input, out);
+        self.process_body(input, out, host::dot);
     }
 
     /// [`Self::process`] compiled for AVX2 and FMA (its loops vectorised eight wide).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn process_avx2(&mut self, input: &[f32], out: &mut [f32]) {
-        self.process_body(input, out);
+        // SAFETY: this function runs only where the CPU has AVX2 and FMA.
+        self.process_body(input, out, |a, b| unsafe { host::dot_avx2(a, b) });
     }
 
-    /// The body of [`Self::process`], inlined into each instruction-set variant.
+    /// The body of [`Self::process`], inlined into each instruction-set variant with its
+    /// dot product.
     #[inline(always)]
-    fn process_body(&mut self, input: &[f32], out: &mut [f32]) {
+    fn process_body(
+        &mut self,
+        input: &[f32],
+        out: &mut [f32],
+        dot: impl Fn(&[f32], &[f32]) -> f32,
+    ) {
         let p = self.p;
         for (x, y) in input.iter().zip(out.iter_mut()) {
             let t = self.pos;
@@ -194,35 +202,3 @@ impl Convolver {
         self.line.copy_within(p.., 0);
     }
 }
-
-/// `sum_i a[i] b[i]` over the shorter length, in [`DOT_LANES`] partial sums (so the loop
-/// vectorises) added pairwise at the end.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; DOT_LANES];
-    let (ca, cb) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
-        }
-    }
-    let mut width = DOT_LANES / 2;
-    while width > 0 {
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-        width /= 2;
-    }
-    acc[0] + tail
-}
-
-/// Partial sums of [`dot`]: four AVX vectors in flight.
-const DOT_LANES: usize = 32;
