@@ -387,9 +387,10 @@ mod avx2 {
         // caller vouches for, a partial panel's columns through a stack copy.
         unsafe {
             let base = w.rows.as_ptr().add(p * k) as *const f32;
-            let mut acc = [[[_mm256_setzero_ps(); 2]; P]; R];
-            for (i, acc) in acc.iter_mut().enumerate() {
-                for (q, acc) in acc.iter_mut().enumerate() {
+            // `acc[q][i]`: panel `p + q`, row `i`, two vectors of eight columns.
+            let mut acc = [[[_mm256_setzero_ps(); 2]; R]; P];
+            for (q, acc) in acc.iter_mut().enumerate() {
+                for (i, acc) in acc.iter_mut().enumerate() {
                     let c0 = (p + q) * PANEL;
                     let cols = (n - c0).min(PANEL);
                     let src = y.add(i * n + c0);
@@ -414,18 +415,18 @@ mod avx2 {
                 for (i, a) in a.iter_mut().enumerate() {
                     *a = _mm256_broadcast_ss(&*x.add(i * x_rs + j));
                 }
-                for q in 0..P {
+                for (q, acc) in acc.iter_mut().enumerate() {
                     let wp = base.add((q * k + j) * PANEL);
                     let w0 = _mm256_load_ps(wp);
                     let w1 = _mm256_load_ps(wp.add(8));
-                    for i in 0..R {
-                        acc[i][q][0] = _mm256_fmadd_ps(a[i], w0, acc[i][q][0]);
-                        acc[i][q][1] = _mm256_fmadd_ps(a[i], w1, acc[i][q][1]);
+                    for (acc, a) in acc.iter_mut().zip(a) {
+                        acc[0] = _mm256_fmadd_ps(a, w0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(a, w1, acc[1]);
                     }
                 }
             }
-            for (i, acc) in acc.iter().enumerate() {
-                for (q, acc) in acc.iter().enumerate() {
+            for (q, acc) in acc.iter().enumerate() {
+                for (i, acc) in acc.iter().enumerate() {
                     let c0 = (p + q) * PANEL;
                     let cols = (n - c0).min(PANEL);
                     let dst = y.add(i * n + c0);
