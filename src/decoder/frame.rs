@@ -11,43 +11,47 @@ use super::fused_gru::gru_row;
 use super::fused_norm::norm_leaky_relu_row;
 use super::gru::{FcStack, LAYER_NORM_EPSILON, LEAKY_SLOPE, RnnFc};
 use super::{Backbone, Decoder, input_features};
-use crate::dsp::host::{Mat, matmul_rows};
+use crate::dsp::host::{Mat, Packed, matmul_packed};
 use crate::dsp::{DB_RANGE, F0_RANGE, hz_to_midi_f64, to_vec};
 use crate::synth::RawFrames;
 use burn::nn::Linear;
 
-/// A linear layer's weights on the host: `y = x W + b`, `W: [d_in, d_out]` row-major.
+/// A linear layer's weights on the host: `y = x W + b`, `W: [d_in, d_out]`, packed for
+/// [`matmul_packed`] once here.
 #[derive(Clone, Debug)]
 struct HostLinear {
-    weight: Vec<f32>,
+    weight: Packed,
     bias: Vec<f32>,
-    d_in: usize,
-    d_out: usize,
 }
 
 impl HostLinear {
     fn new(layer: &Linear) -> Self {
         let [d_in, d_out] = layer.weight.dims();
         Self {
-            weight: to_vec(layer.weight.val()),
+            weight: Packed::new(&to_vec(layer.weight.val()), d_in, d_out),
             bias: layer
                 .bias
                 .as_ref()
                 .map_or_else(|| vec![0.0; d_out], |b| to_vec(b.val())),
-            d_in,
-            d_out,
         }
+    }
+
+    fn d_in(&self) -> usize {
+        self.weight.k()
+    }
+
+    fn d_out(&self) -> usize {
+        self.weight.n()
     }
 
     /// `y[n, d_out] = x[n, d_in] W + b` (`y` contiguous rows; `x` rows contiguous in their
     /// columns, strided by `x.rs`).
     fn forward(&self, x: Mat, n: usize, y: &mut [f32]) {
         debug_assert_eq!(x.cs, 1);
-        for row in y.chunks_mut(self.d_out).take(n) {
+        for row in y.chunks_mut(self.d_out()).take(n) {
             row.copy_from_slice(&self.bias);
         }
-        let dims = [n, self.d_out, self.d_in];
-        matmul_rows(y, x.data, x.rs, &self.weight, dims);
+        matmul_packed(y, x.data, x.rs, &self.weight, n);
     }
 }
 
@@ -78,7 +82,7 @@ impl HostStack {
     }
 
     fn d_output(&self) -> usize {
-        self.layers.last().map_or(self.d_input, |l| l.0.d_out)
+        self.layers.last().map_or(self.d_input, |l| l.0.d_out())
     }
 
     /// `n` rows of `x` through the stack into `out` (`[n, d_output]`); `tmp` holds at least
@@ -97,10 +101,10 @@ impl HostStack {
             let input = if i == 0 {
                 x
             } else {
-                Mat::rows(out, dense.d_in)
+                Mat::rows(out, dense.d_in())
             };
             dense.forward(input, n, tmp);
-            let width = dense.d_out;
+            let width = dense.d_out();
             for (y, z) in out.chunks_mut(width).zip(tmp.chunks(width)).take(n) {
                 norm_leaky_relu_row(z, gamma, beta, params, y);
             }
@@ -140,12 +144,12 @@ impl HostRnnFc {
         let s: usize = stacks.iter().map(HostStack::d_output).sum();
         let input = HostLinear::new(&trunk.gru.input);
         let hidden = HostLinear::new(&trunk.gru.hidden);
-        let h = hidden.d_in;
+        let h = hidden.d_in();
         let out = HostStack::new(&trunk.out, h + s);
         let widest = stacks
             .iter()
             .chain([&out])
-            .flat_map(|st| st.layers.iter().map(|l| l.0.d_out))
+            .flat_map(|st| st.layers.iter().map(|l| l.0.d_out()))
             .chain([h + s])
             .max()
             .unwrap_or(1);
@@ -234,8 +238,8 @@ impl FrameDecoder {
         let (backbone, d_out) = match &decoder.backbone {
             Backbone::Mlp(m) => {
                 let layers: Vec<HostLinear> = m.layers.iter().map(HostLinear::new).collect();
-                let widest = layers.iter().map(|l| l.d_out).max().unwrap_or(1);
-                let d_out = layers.last().map_or(0, |l| l.d_out);
+                let widest = layers.iter().map(|l| l.d_out()).max().unwrap_or(1);
+                let d_out = layers.last().map_or(0, |l| l.d_out());
                 let buffer = vec![0.0; max_frames * widest];
                 (HostBackbone::Mlp(layers, buffer), d_out)
             }
@@ -270,7 +274,11 @@ impl FrameDecoder {
 
     /// An output buffer for [`Self::decode`] (allocates; make it once).
     pub fn output(&self) -> RawFrames {
-        RawFrames::new(self.max_frames, self.heads[1].d_out, self.heads[2].d_out)
+        RawFrames::new(
+            self.max_frames,
+            self.heads[1].d_out(),
+            self.heads[2].d_out(),
+        )
     }
 
     /// Forget the past: GRU state and the deltas' previous frame, as a fresh decoder.
@@ -312,7 +320,7 @@ impl FrameDecoder {
             }
             self.previous = Some([f0, ld]);
         }
-        let d_out = self.heads[0].d_in;
+        let d_out = self.heads[0].d_in();
         match &mut self.backbone {
             HostBackbone::Mlp(layers, buffer) => {
                 let mut width = d_in;
@@ -325,7 +333,7 @@ impl FrameDecoder {
                     };
                     let dst = &mut self.features;
                     layer.forward(Mat::rows(src, width), n, dst);
-                    width = layer.d_out;
+                    width = layer.d_out();
                     for v in &mut dst[..n * width] {
                         *v = v.tanh();
                     }

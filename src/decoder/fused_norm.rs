@@ -168,12 +168,27 @@ pub(super) fn norm_leaky_relu_row(
     [mean, rstd]
 }
 
-/// `(mean, 1 / sqrt(variance + epsilon))` of a row, accumulated in `f64`.
+/// `(mean, 1 / sqrt(variance + epsilon))` of a row, accumulated in `f64` in four partial
+/// sums (one sequential `f64` sum per row was the streaming decoder's largest cost after its
+/// matrix products: an add's latency per value).
 fn row_stats(x: &[f32], epsilon: f32) -> [f32; 2] {
     let n = x.len().max(1) as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mean = sum4(x, |v| v as f64) / n;
+    let var = sum4(x, |v| (v as f64 - mean).powi(2)) / n;
     [mean as f32, (1.0 / (var + epsilon as f64).sqrt()) as f32]
+}
+
+/// `sum_i f(x[i])` in four partial sums.
+#[inline(always)]
+fn sum4(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let (chunks, tail) = x.as_chunks::<4>();
+    let mut acc = [0.0f64; 4];
+    for c in chunks {
+        for l in 0..4 {
+            acc[l] += f(c[l]);
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail.iter().map(|&v| f(v)).sum::<f64>()
 }
 
 /// Gradients of x, gamma and beta from the gradient of the output.

@@ -1,118 +1,57 @@
 //! Long convolution sample by sample on the host, with no added latency and no allocation:
 //! the streaming engine's reverb.
 //!
-//! The impulse response is cut into partitions of `P` taps. The first partition is applied
-//! directly (a dot product per sample), so every output sample needs only inputs up to
-//! itself; the others by uniformly partitioned overlap-save: when a block of `P` inputs is
-//! complete, its `2P`-point spectrum (with the block before) joins a delay line, and the
-//! contribution of all later partitions to the next block is one sum of spectrum products
-//! and one inverse FFT. Cost per sample: `P` multiply-adds plus `(L / P) (P + 1) / P` complex
-//! ones and two FFTs of `2P` per `P` samples, against `L` multiply-adds directly.
+//! The first `P` taps are applied directly (a dot product per sample), so every output sample
+//! needs only inputs up to itself. The rest of the impulse response goes to stages of
+//! uniformly partitioned overlap-save, partitions growing [`GROWTH`]-fold from stage to stage
+//! (non-uniform partitioning): the stage of partition `N` takes the taps from `N` to `GROWTH
+//! N` (the last stage, to the end). When a block of `N` inputs is complete, its `2N`-point
+//! spectrum (with the block before) joins the stage's delay line, and the contribution of
+//! the stage's partitions to the next `N` outputs is one sum of spectrum products and one
+//! inverse FFT. A partition of `N` taps starting at tap `N` or later needs only inputs that
+//! are complete, so no stage adds latency. Long partitions for the far taps cut both the
+//! arithmetic and the spectra read per sample (the whole delay line is read once per block
+//! of a stage: with one partition size, a 3 s reverb's 770 KB every 128 samples).
 
+use super::host;
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
 
-/// `sum_i a[i] b[i]` over eight partial sums (a single running sum is one long dependency
-/// chain the compiler may not reorder; eight vectorise).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// A spectrum with its real and imaginary parts in separate arrays.
-#[derive(Clone, Default)]
-struct Split {
-    re: Vec<f32>,
-    im: Vec<f32>,
-}
-
-impl Split {
-    fn zeros(n: usize) -> Self {
-        Self {
-            re: vec![0.0; n],
-            im: vec![0.0; n],
-        }
-    }
-
-    fn from_complex(c: &[Complex<f32>]) -> Self {
-        Self {
-            re: c.iter().map(|v| v.re).collect(),
-            im: c.iter().map(|v| v.im).collect(),
-        }
-    }
-
-    fn set(&mut self, c: &[Complex<f32>]) {
-        for ((re, im), v) in self.re.iter_mut().zip(self.im.iter_mut()).zip(c) {
-            *re = v.re;
-            *im = v.im;
-        }
-    }
-
-    fn fill_zero(&mut self) {
-        self.re.fill(0.0);
-        self.im.fill(0.0);
-    }
-}
-
-/// `acc += a * b` elementwise over split complex spectra.
-#[inline(always)]
-fn complex_mac(acc: &mut Split, a: &Split, b: &Split) {
-    let n = acc.re.len();
-    let (ar, ai, br, bi) = (&a.re[..n], &a.im[..n], &b.re[..n], &b.im[..n]);
-    for (i, (r, m)) in acc.re.iter_mut().zip(acc.im.iter_mut()).enumerate() {
-        *r += ar[i] * br[i] - ai[i] * bi[i];
-        *m += ar[i] * bi[i] + ai[i] * br[i];
-    }
-}
-
-/// [`complex_mac`] of every partition with its block pair (see [`Convolver::block_done`]).
-#[inline(always)]
-fn sum_products(acc: &mut Split, parts: &[Split], fdl: &[Split], newest: usize) {
-    let k = parts.len();
-    acc.fill_zero();
-    for (j, h) in parts.iter().enumerate() {
-        complex_mac(acc, h, &fdl[(newest + k - j) % k]);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn sum_products_avx2(acc: &mut Split, parts: &[Split], fdl: &[Split], newest: usize) {
-    sum_products(acc, parts, fdl, newest);
-}
+/// Partition growth from one stage to the next.
+pub const GROWTH: usize = 8;
 
 /// A zero-latency partitioned convolver: see the module doc.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Convolver {
-    p: usize,
-    /// The first partition's taps, reversed.
+    /// The first `P` taps, reversed.
     head: Vec<f32>,
-    /// Spectra of partitions `1..K` (taps zero-padded to `2P`), real and imaginary parts
-    /// apart (so the products vectorise), each `[P + 1]`.
-    parts: Vec<Split>,
-    /// Spectra of the last `K - 1` input block pairs; `fdl[newest]` is the latest.
-    fdl: Vec<Split>,
-    /// The sum of the spectrum products for the next block.
-    acc: Split,
-    newest: usize,
-    /// The previous input block then the current one, `[2P]`.
+    /// The previous `P` inputs then the current block's, `[2P]`.
     line: Vec<f32>,
-    /// The later partitions' output for the current block, `[P]`.
+    /// Position in the current block of `P`.
+    pos: usize,
+    stages: Vec<Stage>,
+}
+
+/// One uniformly partitioned stage: partitions `1..=K` of `N` taps of its part of the impulse
+/// response (taps `N..(K + 1) N`), its partition 0 being earlier taps that other parts apply.
+#[derive(Clone)]
+struct Stage {
+    n: usize,
+    /// Partitions.
+    k: usize,
+    /// Spectra of partitions `1..=K` (taps zero-padded to `2N`), split: each partition's
+    /// `N + 1` real parts then its `N + 1` imaginary parts.
+    parts: Vec<f32>,
+    /// Spectra of the last `K` input block pairs, split likewise; slot `newest` is the
+    /// latest.
+    fdl: Vec<f32>,
+    newest: usize,
+    /// The sum of spectrum products for the next block, split likewise.
+    sum: Vec<f32>,
+    /// The previous input block then the current one, `[2N]`.
+    line: Vec<f32>,
+    /// The stage's output for the current block, `[N]`.
     late: Vec<f32>,
     /// Position in the current block.
     pos: usize,
@@ -123,22 +62,113 @@ pub struct Convolver {
     scratch: Vec<Complex<f32>>,
 }
 
-impl std::fmt::Debug for Convolver {
+impl std::fmt::Debug for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Convolver")
-            .field("partition", &self.p)
-            .field("partitions", &(self.parts.len() + 1))
+        f.debug_struct("Stage")
+            .field("partition", &self.n)
+            .field("partitions", &self.k)
             .finish()
     }
 }
 
+/// `spectrum` into `split` (`N + 1` real parts, then the imaginary parts).
+fn split_into(spectrum: &[Complex<f32>], split: &mut [f32]) {
+    let (re, im) = split.split_at_mut(spectrum.len());
+    for ((r, i), c) in re.iter_mut().zip(im).zip(spectrum) {
+        *r = c.re;
+        *i = c.im;
+    }
+}
+
 impl Convolver {
-    /// A convolver for `ir` with partitions of `partition` taps (at least 1).
+    /// A convolver for `ir` with a direct head of `partition` taps (at least 1) and stages of
+    /// partitions `partition`, `GROWTH partition`, ... as the length needs.
     pub fn new(ir: &[f32], partition: usize) -> Self {
         let p = partition.max(1);
+        let mut head: Vec<f32> = ir.iter().take(p).copied().collect();
+        head.resize(p, 0.0);
+        head.reverse();
         let mut planner = RealFftPlanner::<f32>::new();
-        let forward = planner.plan_fft_forward(2 * p);
-        let inverse = planner.plan_fft_inverse(2 * p);
+        let mut stages = Vec::new();
+        let mut n = p;
+        while ir.len() > n {
+            let end = if ir.len() > GROWTH * n {
+                GROWTH * n
+            } else {
+                ir.len()
+            };
+            stages.push(Stage::new(&ir[..end], n, &mut planner));
+            n *= GROWTH;
+        }
+        Self {
+            head,
+            line: vec![0.0; 2 * p],
+            pos: 0,
+            stages,
+        }
+    }
+
+    /// Silence every past input.
+    pub fn reset(&mut self) {
+        self.line.fill(0.0);
+        self.pos = 0;
+        for s in &mut self.stages {
+            s.reset();
+        }
+    }
+
+    /// Convolve the next samples: `out[i] = sum_j ir[j] x[n - j]` for each input `x[n]` of
+    /// `input`, continuing the earlier calls.
+    pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if host::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe { self.process_avx2(input, out) };
+            return;
+        }
+        self.process_body(input, out, host::dot);
+    }
+
+    /// [`Self::process`] compiled for AVX2 and FMA (its loops vectorised eight wide).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn process_avx2(&mut self, input: &[f32], out: &mut [f32]) {
+        // SAFETY: this function runs only where the CPU has AVX2 and FMA.
+        self.process_body(input, out, |a, b| unsafe { host::dot_avx2(a, b) });
+    }
+
+    /// The body of [`Self::process`], inlined into each instruction-set variant with its
+    /// dot product.
+    #[inline(always)]
+    fn process_body(
+        &mut self,
+        input: &[f32],
+        out: &mut [f32],
+        dot: impl Fn(&[f32], &[f32]) -> f32,
+    ) {
+        let p = self.head.len();
+        for (x, y) in input.iter().zip(out.iter_mut()) {
+            let t = self.pos;
+            self.line[p + t] = *x;
+            let mut v = dot(&self.line[t + 1..=p + t], &self.head);
+            for s in &mut self.stages {
+                v += s.push(*x);
+            }
+            *y = v;
+            self.pos += 1;
+            if self.pos == p {
+                self.pos = 0;
+                self.line.copy_within(p.., 0);
+            }
+        }
+    }
+}
+
+impl Stage {
+    /// The stage of partition `n` for taps `n..ir.len()` of `ir`.
+    fn new(ir: &[f32], n: usize, planner: &mut RealFftPlanner<f32>) -> Self {
+        let forward = planner.plan_fft_forward(2 * n);
+        let inverse = planner.plan_fft_inverse(2 * n);
         let scratch_len = forward
             .get_scratch_len()
             .max(inverse.get_scratch_len())
@@ -146,31 +176,26 @@ impl Convolver {
         let mut frame = forward.make_input_vec();
         let mut spectrum = forward.make_output_vec();
         let mut scratch = vec![Complex::default(); scratch_len];
-        let mut head: Vec<f32> = ir.iter().take(p).copied().collect();
-        head.resize(p, 0.0);
-        head.reverse();
-        let parts: Vec<Split> = ir
-            .chunks(p)
-            .skip(1)
-            .map(|taps| {
-                frame.fill(0.0);
-                frame[..taps.len()].copy_from_slice(taps);
-                forward
-                    .process_with_scratch(&mut frame, &mut spectrum, &mut scratch)
-                    .expect("buffers made by the plan");
-                Split::from_complex(&spectrum)
-            })
-            .collect();
-        let fdl = vec![Split::zeros(p + 1); parts.len()];
+        let k = ir.len().div_ceil(n).saturating_sub(1);
+        let bins = 2 * (n + 1);
+        let mut parts = vec![0.0; k * bins];
+        for (taps, part) in ir.chunks(n).skip(1).zip(parts.chunks_mut(bins)) {
+            frame.fill(0.0);
+            frame[..taps.len()].copy_from_slice(taps);
+            forward
+                .process_with_scratch(&mut frame, &mut spectrum, &mut scratch)
+                .expect("buffers made by the plan");
+            split_into(&spectrum, part);
+        }
         Self {
-            p,
-            head,
+            n,
+            k,
             parts,
-            fdl,
-            acc: Split::zeros(p + 1),
+            fdl: vec![0.0; k * bins],
             newest: 0,
-            line: vec![0.0; 2 * p],
-            late: vec![0.0; p],
+            sum: vec![0.0; bins],
+            line: vec![0.0; 2 * n],
+            late: vec![0.0; n],
             pos: 0,
             forward,
             inverse,
@@ -180,91 +205,64 @@ impl Convolver {
         }
     }
 
-    /// Silence every past input.
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.line.fill(0.0);
         self.late.fill(0.0);
-        for s in &mut self.fdl {
-            s.fill_zero();
-        }
+        self.fdl.fill(0.0);
         self.pos = 0;
     }
 
-    /// Convolve the next samples: `out[i] = sum_j ir[j] x[n - j]` for each input `x[n]` of
-    /// `input`, continuing the earlier calls.
-    pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { self.process_avx2(input, out) };
-            return;
-        }
-        self.process_samples(input, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn process_avx2(&mut self, input: &[f32], out: &mut [f32]) {
-        self.process_samples(input, out);
-    }
-
-    /// The body of [`Self::process`], inlined into each instruction-set variant.
+    /// Take the next input; returns the stage's output for this sample.
     #[inline(always)]
-    fn process_samples(&mut self, input: &[f32], out: &mut [f32]) {
-        let p = self.p;
-        for (x, y) in input.iter().zip(out.iter_mut()) {
-            let t = self.pos;
-            self.line[p + t] = *x;
-            let direct = dot(&self.line[t + 1..=p + t], &self.head);
-            *y = direct + self.late[t];
-            self.pos += 1;
-            if self.pos == p {
-                self.block_done();
-            }
+    fn push(&mut self, x: f32) -> f32 {
+        let t = self.pos;
+        self.line[self.n + t] = x;
+        let y = self.late[t];
+        self.pos += 1;
+        if self.pos == self.n {
+            self.block_done();
         }
+        y
     }
 
-    /// A block of `P` inputs is complete: its spectrum joins the delay line, the later
-    /// partitions' output for the next block is computed, and the block becomes the previous.
+    /// A block of `N` inputs is complete: its spectrum joins the delay line, the stage's
+    /// output for the next block is computed, and the block becomes the previous.
+    #[inline(always)]
     fn block_done(&mut self) {
-        let p = self.p;
+        let (n, k) = (self.n, self.k);
+        let bins = 2 * (n + 1);
         self.pos = 0;
-        if !self.parts.is_empty() {
-            let k = self.parts.len();
-            self.newest = (self.newest + 1) % k;
-            self.frame.copy_from_slice(&self.line);
-            self.forward
-                .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
-                .expect("buffers made by the plan");
-            self.fdl[self.newest].set(&self.spectrum);
-            // Next block b: partition j (1-based) meets the block pair that ended j - 1 blocks
-            // before this one.
-            let (acc, parts, fdl) = (&mut self.acc, &self.parts, &self.fdl);
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has the features the function is compiled for.
-                unsafe { sum_products_avx2(acc, parts, fdl, self.newest) };
-            } else {
-                sum_products(acc, parts, fdl, self.newest);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            sum_products(acc, parts, fdl, self.newest);
-            for ((c, re), im) in self.spectrum.iter_mut().zip(&self.acc.re).zip(&self.acc.im) {
-                *c = Complex::new(*re, *im);
-            }
-            self.spectrum[0].im = 0.0;
-            self.spectrum[p].im = 0.0;
-            self.inverse
-                .process_with_scratch(&mut self.spectrum, &mut self.frame, &mut self.scratch)
-                .expect("buffers made by the plan");
-            let scale = 1.0 / (2 * p) as f32;
-            for (l, v) in self.late.iter_mut().zip(&self.frame[p..]) {
-                *l = v * scale;
+        self.newest = (self.newest + 1) % k;
+        self.frame.copy_from_slice(&self.line);
+        self.forward
+            .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
+            .expect("buffers made by the plan");
+        split_into(&self.spectrum, &mut self.fdl[self.newest * bins..][..bins]);
+        // Next block b: partition j (1-based) meets the block pair that ended j - 1 blocks
+        // before this one.
+        self.sum.fill(0.0);
+        let (sum_re, sum_im) = self.sum.split_at_mut(n + 1);
+        for (j, h) in self.parts.chunks_exact(bins).enumerate() {
+            let x = &self.fdl[(self.newest + k - j) % k * bins..][..bins];
+            let (h_re, h_im) = h.split_at(n + 1);
+            let (x_re, x_im) = x.split_at(n + 1);
+            for i in 0..n + 1 {
+                sum_re[i] += h_re[i] * x_re[i] - h_im[i] * x_im[i];
+                sum_im[i] += h_re[i] * x_im[i] + h_im[i] * x_re[i];
             }
         }
-        self.line.copy_within(p.., 0);
+        for (i, c) in self.spectrum.iter_mut().enumerate() {
+            *c = Complex::new(sum_re[i], sum_im[i]);
+        }
+        self.spectrum[0].im = 0.0;
+        self.spectrum[n].im = 0.0;
+        self.inverse
+            .process_with_scratch(&mut self.spectrum, &mut self.frame, &mut self.scratch)
+            .expect("buffers made by the plan");
+        let scale = 1.0 / (2 * n) as f32;
+        for (l, v) in self.late.iter_mut().zip(&self.frame[n..]) {
+            *l = v * scale;
+        }
+        self.line.copy_within(n.., 0);
     }
 }

@@ -118,89 +118,326 @@ pub(crate) fn matmul(
     }
 }
 
-/// `y[m, n] += x[m, k] w[k, n]` for a few rows on the calling thread, allocating nothing
-/// (the realtime path; `gemm` packs its operands into fresh buffers on every call). `x` rows
-/// have stride `x_rs`, `w` and `y` are row-major. Rows go four at a time, so each row of `w`
-/// is read once per four outputs; the inner loop is an AXPY the compiler vectorises, with
-/// AVX2 and FMA where the CPU has them (detected at run time, as `gemm` does).
-pub(crate) fn matmul_rows(y: &mut [f32], x: &[f32], x_rs: usize, w: &[f32], dims: [usize; 3]) {
-    let [m, n, k] = dims;
-    assert!(
-        y.len() >= m * n && w.len() >= k * n && (m == 0 || x.len() >= (m - 1) * x_rs + k),
-        "matmul_rows bounds"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for (checked above).
-        unsafe { matmul_rows_avx2(y, x, x_rs, w, dims) };
-        return;
-    }
-    rows_kernel::<false>(y, x, x_rs, w, dims);
+/// Whether the CPU has AVX2 and FMA, the host kernels' fast path (detected at run time, as
+/// `gemm` does; the answer is cached).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// `sum_i a[i] b[i]` over the shorter length, in eight partial sums (vectorisable; the
+/// order of the sum differs from a sequential one within rounding).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ca, ra) = a[..n].as_chunks::<8>();
+    let (cb, rb) = b[..n].as_chunks::<8>();
+    let mut acc = [0.0f32; 8];
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// [`dot`] with AVX2 and FMA: four vectors of partial sums in flight.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn matmul_rows_avx2(y: &mut [f32], x: &[f32], x_rs: usize, w: &[f32], dims: [usize; 3]) {
-    rows_kernel::<true>(y, x, x_rs, w, dims);
+#[inline]
+pub(crate) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let (ca, ra) = a[..n].as_chunks::<32>();
+    let (cb, rb) = b[..n].as_chunks::<32>();
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (x, y) in ca.iter().zip(cb) {
+        for (v, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: lanes `8 v..8 v + 8` of 32-value chunks, unaligned loads.
+            unsafe {
+                let xv = _mm256_loadu_ps(x.as_ptr().add(8 * v));
+                let yv = _mm256_loadu_ps(y.as_ptr().add(8 * v));
+                *acc = _mm256_fmadd_ps(xv, yv, *acc);
+            }
+        }
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: eight values into an array of eight.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), s) };
+    let tail = dot(ra, rb);
+    (lanes[0] + lanes[4])
+        + (lanes[1] + lanes[5])
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
 }
 
-/// `a * w + y`, fused where `FMA` (only inside a function compiled with FMA: elsewhere
-/// `mul_add` is a slow library call).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, w: f32, y: f32) -> f32 {
-    if FMA { a.mul_add(w, y) } else { a * w + y }
+/// Columns in one panel of [`Packed`] weights: two AVX vectors of eight.
+const PANEL: usize = 16;
+
+/// One row of a panel: a cache line, aligned, so a panel streams whole lines.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct PanelRow([f32; PANEL]);
+
+/// A weight matrix `w[k, n]` (row-major) packed once for [`matmul_packed`]: column panels
+/// of [`PANEL`] columns, panel after panel, each `k` rows of [`PANEL`] values (k-major; the
+/// last panel padded with zeros). A panel's product is one linear read of memory, with the
+/// outputs of a few rows in registers throughout.
+#[derive(Clone, Debug)]
+pub(crate) struct Packed {
+    rows: Vec<PanelRow>,
+    k: usize,
+    n: usize,
 }
 
-/// The body of [`matmul_rows`], inlined into each instruction-set variant.
-#[inline(always)]
-fn rows_kernel<const FMA: bool>(
-    y: &mut [f32],
-    x: &[f32],
-    x_rs: usize,
-    w: &[f32],
-    [m, n, k]: [usize; 3],
-) {
+impl Packed {
+    /// `w[k, n]`, row-major, packed.
+    pub(crate) fn new(w: &[f32], k: usize, n: usize) -> Self {
+        assert!(
+            w.len() >= k * n,
+            "Packed::new: {} values for {k} x {n}",
+            w.len()
+        );
+        let panels = n.div_ceil(PANEL);
+        let mut rows = vec![PanelRow([0.0; PANEL]); panels * k];
+        for p in 0..panels {
+            let c0 = p * PANEL;
+            let cols = (n - c0).min(PANEL);
+            for (j, row) in rows[p * k..][..k].iter_mut().enumerate() {
+                row.0[..cols].copy_from_slice(&w[j * n + c0..][..cols]);
+            }
+        }
+        Self { rows, k, n }
+    }
+
+    /// Rows (inputs).
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns (outputs).
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// `y[m, n] += x[m, k] w[k, n]` for a few rows on the calling thread, allocating nothing
+/// (the realtime path; `gemm` packs its operands into fresh buffers on every call). `x` rows
+/// have stride `x_rs`, `y` is row-major. Up to four rows at a time share each read of a
+/// panel; every output is summed in the order of `k`, starting from its value in `y`. With
+/// AVX2 and FMA (detected at run time, as `gemm` does) an explicit SIMD kernel keeps the
+/// outputs of a tile in registers; elsewhere a scalar kernel does the same sums.
+pub(crate) fn matmul_packed(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
+    check_packed(y, x, x_rs, w, m);
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above) and the operands were checked to
+        // hold `m` rows.
+        unsafe { avx2::matmul(y, x, x_rs, w, m) };
+        return;
+    }
+    scalar_matmul(y, x, x_rs, w, m);
+}
+
+/// [`matmul_packed`] on the scalar kernel whatever the CPU (for tests of that path).
+#[cfg(test)]
+pub(crate) fn matmul_packed_scalar(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
+    check_packed(y, x, x_rs, w, m);
+    scalar_matmul(y, x, x_rs, w, m);
+}
+
+/// The operands of [`matmul_packed`] hold `m` rows.
+fn check_packed(y: &[f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
+    let (k, n) = (w.k, w.n);
+    assert!(
+        w.rows.len() == n.div_ceil(PANEL) * k
+            && y.len() >= m * n
+            && (m == 0 || k == 0 || x.len() >= (m - 1) * x_rs + k),
+        "matmul_packed bounds: y {}, x {} (stride {x_rs}), {m} x {k} x {n}",
+        y.len(),
+        x.len()
+    );
+}
+
+/// Rows at a time: the scalar kernel's tiles are one panel of up to four rows.
+fn scalar_matmul(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
+    let n = w.n;
     for r in (0..m).step_by(4) {
-        let rows = (m - r).min(4);
-        let (y0, rest) = y[r * n..].split_at_mut(n);
-        let (y1, rest) = rest.split_at_mut(if rows > 1 { n } else { 0 });
-        let (y2, rest) = rest.split_at_mut(if rows > 2 { n } else { 0 });
-        let y3 = &mut rest[..if rows > 3 { n } else { 0 }];
-        let xr = |i: usize, j: usize| if i < rows { x[(r + i) * x_rs + j] } else { 0.0 };
-        for j in 0..k {
-            let wj = &w[j * n..][..n];
-            let (a0, a1, a2, a3) = (xr(0, j), xr(1, j), xr(2, j), xr(3, j));
-            match rows {
-                1 => {
-                    for (p, w) in y0.iter_mut().zip(wj) {
-                        *p = madd::<FMA>(a0, *w, *p);
+        let (y, x) = (&mut y[r * n..], &x[r * x_rs..]);
+        for p in 0..n.div_ceil(PANEL) {
+            match m - r {
+                1 => scalar_tile::<1>(y, x, x_rs, w, p),
+                2 => scalar_tile::<2>(y, x, x_rs, w, p),
+                3 => scalar_tile::<3>(y, x, x_rs, w, p),
+                _ => scalar_tile::<4>(y, x, x_rs, w, p),
+            }
+        }
+    }
+}
+
+/// Panel `p` for `R` rows: `y[i, panel] += x[i, :] w[:, panel]`, in the order of `k`.
+fn scalar_tile<const R: usize>(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, p: usize) {
+    let (k, n) = (w.k, w.n);
+    let c0 = p * PANEL;
+    let cols = (n - c0).min(PANEL);
+    let mut acc = [[0.0f32; PANEL]; R];
+    for (i, a) in acc.iter_mut().enumerate() {
+        a[..cols].copy_from_slice(&y[i * n + c0..][..cols]);
+    }
+    for (j, row) in w.rows[p * k..][..k].iter().enumerate() {
+        for (i, a) in acc.iter_mut().enumerate() {
+            let xi = x[i * x_rs + j];
+            for (s, wv) in a.iter_mut().zip(&row.0) {
+                *s += xi * wv;
+            }
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        y[i * n + c0..][..cols].copy_from_slice(&a[..cols]);
+    }
+}
+
+/// The AVX2/FMA kernel of [`matmul_packed`]: tiles of `R` rows by `P` panels, their
+/// `2 R P` vectors of outputs in registers for the whole `k` loop (eight of them in flight
+/// hide the FMA latency: one row takes four panels, two rows two, more rows one).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{PANEL, Packed};
+    use std::arch::x86_64::*;
+
+    /// How far ahead of the kernel the weights are prefetched, in panel rows (cache lines)
+    /// per panel: 2 KiB. The layers of a block's frames read about 16 MB of weights once
+    /// per block (the paper preset), more than this machine's share of L3 keeps; the
+    /// hardware prefetcher alone left the kernel waiting on memory (about 15% slower there,
+    /// no faster on weights already in cache).
+    const PREFETCH_ROWS: usize = 32;
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA, and [`super::check_packed`] passed for these operands.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn matmul(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
+        let n = w.n;
+        let full = n / PANEL;
+        let panels = n.div_ceil(PANEL);
+        for r in (0..m).step_by(4) {
+            let rows = (m - r).min(4);
+            // SAFETY (for the tiles below): rows `r..r + rows` of `y` (width `n`) and of
+            // `x` (stride `x_rs`, `k` values) lie inside the slices, as checked, and every
+            // panel index passed is below `panels`.
+            unsafe {
+                let y = y.as_mut_ptr().add(r * n);
+                let x = x.as_ptr().add(r * x_rs);
+                match rows {
+                    1 => tiles::<1, 4>(y, x, x_rs, w, full, panels),
+                    2 => tiles::<2, 2>(y, x, x_rs, w, full, panels),
+                    3 => tiles::<3, 1>(y, x, x_rs, w, full, panels),
+                    _ => tiles::<4, 1>(y, x, x_rs, w, full, panels),
+                }
+            }
+        }
+    }
+
+    /// All panels for `R` rows: `P` full panels at a time, then one at a time.
+    ///
+    /// # Safety
+    /// As [`tile`], for every panel below `panels`; the first `full` panels are full.
+    #[inline(always)]
+    unsafe fn tiles<const R: usize, const P: usize>(
+        y: *mut f32,
+        x: *const f32,
+        x_rs: usize,
+        w: &Packed,
+        full: usize,
+        panels: usize,
+    ) {
+        let mut p = 0;
+        while p + P <= full {
+            // SAFETY: panels `p..p + P` exist (`p + P <= full <= panels`).
+            unsafe { tile::<R, P>(y, x, x_rs, w, p) };
+            p += P;
+        }
+        while p < panels {
+            // SAFETY: panel `p` exists.
+            unsafe { tile::<R, 1>(y, x, x_rs, w, p) };
+            p += 1;
+        }
+    }
+
+    /// Panels `p..p + P` for `R` rows: `y[i, cols] += x[i, :] w[:, cols]`, each output
+    /// summed in the order of `k` with one FMA per term.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `y` points at `R` rows of `w.n` values, `x` at `R` rows of `w.k` values
+    /// `x_rs` apart; panels `p..p + P` exist and all but possibly the last are full.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const P: usize>(
+        y: *mut f32,
+        x: *const f32,
+        x_rs: usize,
+        w: &Packed,
+        p: usize,
+    ) {
+        let (k, n) = (w.k, w.n);
+        // SAFETY: the panel rows read are `(p + q) k + j` for `q < P`, `j < k`, inside
+        // `w.rows` (`panels k` rows); `y` and `x` are read and written inside the rows the
+        // caller vouches for, a partial panel's columns through a stack copy.
+        unsafe {
+            let base = w.rows.as_ptr().add(p * k) as *const f32;
+            // `acc[q][i]`: panel `p + q`, row `i`, two vectors of eight columns.
+            let mut acc = [[[_mm256_setzero_ps(); 2]; R]; P];
+            for (q, acc) in acc.iter_mut().enumerate() {
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let c0 = (p + q) * PANEL;
+                    let cols = (n - c0).min(PANEL);
+                    let src = y.add(i * n + c0);
+                    if cols == PANEL {
+                        acc[0] = _mm256_loadu_ps(src);
+                        acc[1] = _mm256_loadu_ps(src.add(8));
+                    } else {
+                        let mut t = [0.0f32; PANEL];
+                        std::ptr::copy_nonoverlapping(src, t.as_mut_ptr(), cols);
+                        acc[0] = _mm256_loadu_ps(t.as_ptr());
+                        acc[1] = _mm256_loadu_ps(t.as_ptr().add(8));
                     }
                 }
-                2 => {
-                    for ((p, q), w) in y0.iter_mut().zip(y1.iter_mut()).zip(wj) {
-                        *p = madd::<FMA>(a0, *w, *p);
-                        *q = madd::<FMA>(a1, *w, *q);
+            }
+            for j in 0..k {
+                for q in 0..P {
+                    // A prefetch never faults: past the end of the weights it is only wasted.
+                    let ahead = base.wrapping_add((q * k + j + PREFETCH_ROWS) * PANEL);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                }
+                let mut a = [_mm256_setzero_ps(); R];
+                for (i, a) in a.iter_mut().enumerate() {
+                    *a = _mm256_broadcast_ss(&*x.add(i * x_rs + j));
+                }
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    let wp = base.add((q * k + j) * PANEL);
+                    let w0 = _mm256_load_ps(wp);
+                    let w1 = _mm256_load_ps(wp.add(8));
+                    for (acc, a) in acc.iter_mut().zip(a) {
+                        acc[0] = _mm256_fmadd_ps(a, w0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(a, w1, acc[1]);
                     }
                 }
-                3 => {
-                    let rows3 = y0.iter_mut().zip(y1.iter_mut()).zip(y2.iter_mut());
-                    for (((p, q), s), w) in rows3.zip(wj) {
-                        *p = madd::<FMA>(a0, *w, *p);
-                        *q = madd::<FMA>(a1, *w, *q);
-                        *s = madd::<FMA>(a2, *w, *s);
-                    }
-                }
-                _ => {
-                    let rows4 = y0
-                        .iter_mut()
-                        .zip(y1.iter_mut())
-                        .zip(y2.iter_mut())
-                        .zip(y3.iter_mut());
-                    for ((((p, q), s), t), w) in rows4.zip(wj) {
-                        *p = madd::<FMA>(a0, *w, *p);
-                        *q = madd::<FMA>(a1, *w, *q);
-                        *s = madd::<FMA>(a2, *w, *s);
-                        *t = madd::<FMA>(a3, *w, *t);
+            }
+            for (q, acc) in acc.iter().enumerate() {
+                for (i, acc) in acc.iter().enumerate() {
+                    let c0 = (p + q) * PANEL;
+                    let cols = (n - c0).min(PANEL);
+                    let dst = y.add(i * n + c0);
+                    if cols == PANEL {
+                        _mm256_storeu_ps(dst, acc[0]);
+                        _mm256_storeu_ps(dst.add(8), acc[1]);
+                    } else {
+                        let mut t = [0.0f32; PANEL];
+                        _mm256_storeu_ps(t.as_mut_ptr(), acc[0]);
+                        _mm256_storeu_ps(t.as_mut_ptr().add(8), acc[1]);
+                        std::ptr::copy_nonoverlapping(t.as_ptr(), dst, cols);
                     }
                 }
             }

@@ -880,11 +880,18 @@ fn oscillator_frame_in_pieces_equals_whole_and_formula() {
 
 /// The partitioned convolver, fed pieces of every size, equals direct convolution in `f64`:
 /// impulse responses shorter than a partition, a whole number of partitions and a ragged
-/// one; after `reset` it starts from silence.
+/// one, one to three stages of growing partitions; after `reset` it starts from silence.
 #[test]
 fn partitioned_convolver_equals_direct_convolution() {
     let x = rand_vec(3000, 161, -1.0, 1.0);
-    for (len, p) in [(40, 64), (512, 64), (1000, 64), (777, 128), (5, 1)] {
+    for (len, p) in [
+        (40, 64),
+        (512, 64),
+        (1000, 64),
+        (777, 128),
+        (5, 1),
+        (5000, 16),
+    ] {
         let ir = rand_vec(len, 162, -0.5, 0.5);
         let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let hs: Vec<f64> = ir.iter().map(|&v| v as f64).collect();
@@ -908,6 +915,71 @@ fn partitioned_convolver_equals_direct_convolution() {
                 &format!("ir {len}, partition {p}, round {round}"),
             );
             conv.reset();
+        }
+    }
+}
+
+/// The packed-panel kernel (SIMD where the CPU has it, and the scalar kernel) equals a naive
+/// triple loop, `y += x W` from a non-zero `y`, for awkward shapes: 1 to 5 rows (a tile of
+/// four plus a remainder), widths around the 16-column panel (partial panels, and four full
+/// panels for a single row), `k` 1, 3 and 513, and `x` rows strided wider than `k`.
+#[test]
+fn packed_matmul_matches_naive_product() {
+    use super::host::{Packed, matmul_packed, matmul_packed_scalar};
+    for m in 1..=5 {
+        for n in [1, 7, 16, 17, 40, 64, 65, 80, 100] {
+            for k in [1, 3, 513] {
+                let x_rs = k + 2;
+                let seed = (m * 10_000 + n * 10 + k) as u64;
+                let x = rand_vec((m - 1) * x_rs + k, seed, -1.0, 1.0);
+                let w = rand_vec(k * n, seed + 1, -1.0, 1.0);
+                let y0 = rand_vec(m * n, seed + 2, -1.0, 1.0);
+                let mut reference = vec![0.0f64; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|t| x[i * x_rs + t] as f64 * w[t * n + j] as f64)
+                            .sum();
+                        reference[i * n + j] = y0[i * n + j] as f64 + dot;
+                    }
+                }
+                let packed = Packed::new(&w, k, n);
+                // A trailing value past the `m x n` outputs stays untouched.
+                let mut y = [y0.as_slice(), &[7.0]].concat();
+                matmul_packed(&mut y, &x, x_rs, &packed, m);
+                let what = format!("m {m} n {n} k {k}");
+                assert_close(&y[..m * n], &reference, 1e-5, &what);
+                assert_eq!(y[m * n], 7.0, "{what}: wrote past the outputs");
+                let mut y = y0.clone();
+                matmul_packed_scalar(&mut y, &x, x_rs, &packed, m);
+                assert_close(&y, &reference, 1e-5, &format!("{what} (scalar)"));
+            }
+        }
+    }
+}
+
+/// The host dot product (eight partial sums, and the AVX2 kernel where the CPU has it)
+/// equals the sum in `f64`, for lengths around its chunks, over the shorter operand.
+#[test]
+fn dot_products_match_the_sum() {
+    for n in [0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 128, 129] {
+        let a = rand_vec(n, 300 + n as u64, -1.0, 1.0);
+        let b = rand_vec(n + 3, 400 + n as u64, -1.0, 1.0);
+        let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let tol = 1e-6 * (n.max(1) as f64);
+        let scalar = super::host::dot(&a, &b);
+        assert!(
+            (scalar as f64 - exact).abs() <= tol,
+            "n {n}: {scalar} vs {exact}"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if super::host::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            let simd = unsafe { super::host::dot_avx2(&b, &a) };
+            assert!(
+                (simd as f64 - exact).abs() <= tol,
+                "n {n}: AVX2 {simd} vs {exact}"
+            );
         }
     }
 }
