@@ -33,7 +33,7 @@ impl FastGruConfig {
 ///
 /// computed fast: the input projections of all frames in one matmul, then on the CPU backend
 /// the whole recurrence as one operation with a hand-written backward pass
-/// ([`super::fused_gru`]); elsewhere the three hidden products fused into one
+/// (the `fused_gru` operation); elsewhere the three hidden products fused into one
 /// `[hidden, 3 hidden]` matmul per step and the states stacked once at the end.
 #[derive(Module, Debug)]
 pub struct FastGru {
@@ -181,7 +181,7 @@ pub(super) const LAYER_NORM_EPSILON: f64 = 1e-5;
 pub(super) const LEAKY_SLOPE: f64 = 0.2;
 
 /// DDSP's `fc_stack`: (Dense -> LayerNorm -> leaky ReLU(0.2)) repeated. On the CPU backend
-/// LayerNorm and leaky ReLU run as one operation ([`super::fused_norm`]).
+/// LayerNorm and leaky ReLU run as one operation (the `fused_norm` operation).
 #[derive(Module, Debug)]
 pub struct FcStack {
     pub(super) dense: Vec<Linear>,

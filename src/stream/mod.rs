@@ -1,6 +1,12 @@
 //! Realtime rendering, block by block, allocation-free: the engine a plugin host or a live
 //! audio callback drives.
 //!
+//! [`LiveStream`] is the plugin: host-rate blocks in (audio, or nothing in synth mode),
+//! host-rate blocks out, with a fixed, reported latency. It resamples to the model's rate
+//! (`rate`: `rubato` in fixed chunks behind FIFOs), tracks f0, voicing and loudness live
+//! ([`crate::features::live`]) or plays notes ([`NotePlayer`]), and renders the frames with a
+//! [`FrameStream`].
+//!
 //! [`FrameStream`] is a model on the host ([`FrameDecoder`], [`FrameControls`],
 //! [`FrameSynth`]: the same maths as [`DdspModel::forward`], sharing its kernels) fed one
 //! frame of features at a time. [`FrameStream::process`] fills an output block of any size,
@@ -11,9 +17,6 @@
 //!
 //! [`NotePlayer`] is a [`FrameSource`] of notes (ddsp-vst's synth mode): a MIDI file's, or
 //! played live.
-//!
-//! Still to come (issue 14): audio in (a causal f0 tracker and loudness), host sample rates
-//! (resampling in and out), the live `cpal` example.
 
 mod live;
 mod notes;
