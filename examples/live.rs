@@ -42,6 +42,10 @@ struct Args {
     list: bool,
 }
 
+/// Input samples the output callback lets wait beyond its own block before dropping the
+/// oldest (a slower output clock).
+const BACKLOG: usize = 1024;
+
 /// A MIDI message the audio callback applies: note on (key, velocity) or off (key).
 #[derive(Clone, Copy)]
 enum NoteEvent {
@@ -129,14 +133,67 @@ fn main() -> Result<()> {
             )
             .map_err(|e| anyhow::anyhow!("cannot connect to the MIDI port: {e}"))?;
         _midi = Some(connection);
-    } else {
+    }
+
+    // Warm up (first touches of every buffer happen here, not in the audio callback).
+    let mut mono_in = vec![0.0f32; MAX_BLOCK];
+    let mut mono_out = vec![0.0f32; MAX_BLOCK];
+    for _ in 0..8 {
+        stream.process(&mono_in, &mut mono_out);
+    }
+    stream.reset();
+    let speakers = output.build_output_stream(
+        &out_config,
+        move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+            while let Ok(event) = note_rx.pop() {
+                if let Some(player) = stream.notes() {
+                    match event {
+                        NoteEvent::On(key, velocity) => player.note_on(key, velocity),
+                        NoteEvent::Off(key) => player.note_off(key),
+                    }
+                }
+            }
+            // More input waiting than this callback and a margin (the input's clock running
+            // ahead of the output's): drop the oldest, so latency cannot grow.
+            let frames = data.len() / channels;
+            let excess = mic_rx.slots().saturating_sub(frames + BACKLOG);
+            if excess > 0
+                && let Ok(chunk) = mic_rx.read_chunk(excess)
+            {
+                chunk.commit_all();
+            }
+            for block in data.chunks_mut(MAX_BLOCK * channels) {
+                let n = block.len() / channels;
+                for v in &mut mono_in[..n] {
+                    // Input not there yet (start-up, or a slower input clock) plays as silence.
+                    *v = mic_rx.pop().unwrap_or(0.0);
+                }
+                stream.process(&mono_in[..n], &mut mono_out[..n]);
+                for (frame, v) in block.chunks_mut(channels).zip(&mono_out[..n]) {
+                    frame.fill(*v);
+                }
+            }
+        },
+        |e| eprintln!("output stream error: {e}"),
+        None,
+    )?;
+    speakers.play()?;
+    // The microphone starts after the speakers, so no input piles up before the first
+    // output callback.
+    if !args.midi_in {
         let input = host
             .default_input_device()
             .context("no audio input device (see --list), or use --midi-in")?;
-        let in_channels = input
+        let in_default = input
             .default_input_config()
-            .context("the input device has no default configuration")?
-            .channels() as usize;
+            .context("the input device has no default configuration")?;
+        if in_default.sample_format() != cpal::SampleFormat::F32 {
+            bail!(
+                "the input device's format is {:?}; this example records f32",
+                in_default.sample_format()
+            );
+        }
+        let in_channels = in_default.channels() as usize;
         let in_config = cpal::StreamConfig {
             channels: in_channels as u16,
             sample_rate: cpal::SampleRate(rate),
@@ -163,36 +220,6 @@ fn main() -> Result<()> {
         mic.play()?;
         _mic = Some(mic);
     }
-
-    let mut mono_in = vec![0.0f32; MAX_BLOCK];
-    let mut mono_out = vec![0.0f32; MAX_BLOCK];
-    let speakers = output.build_output_stream(
-        &out_config,
-        move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-            while let Ok(event) = note_rx.pop() {
-                if let Some(player) = stream.notes() {
-                    match event {
-                        NoteEvent::On(key, velocity) => player.note_on(key, velocity),
-                        NoteEvent::Off(key) => player.note_off(key),
-                    }
-                }
-            }
-            for block in data.chunks_mut(MAX_BLOCK * channels) {
-                let n = block.len() / channels;
-                for v in &mut mono_in[..n] {
-                    // Input not there yet (start-up, or a slower input clock) plays as silence.
-                    *v = mic_rx.pop().unwrap_or(0.0);
-                }
-                stream.process(&mono_in[..n], &mut mono_out[..n]);
-                for (frame, v) in block.chunks_mut(channels).zip(&mono_out[..n]) {
-                    frame.fill(*v);
-                }
-            }
-        },
-        |e| eprintln!("output stream error: {e}"),
-        None,
-    )?;
-    speakers.play()?;
     println!("playing; press Enter to stop");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;

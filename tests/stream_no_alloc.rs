@@ -108,28 +108,35 @@ fn live_process_allocates_nothing() {
     let model = DdspModel::new(&config, &Device::flex());
     let features = config.feature_config();
     let frame_rate = config.sample_rate / config.frame_hop as f64;
-    for (host, notes) in [
-        (44_100u32, false),
-        (48_000, false),
-        (16_000, false),
-        (48_000, true),
-    ] {
+    let cases = [
+        (44_100u32, false, 4096),
+        (48_000, false, 4096),
+        (16_000, false, 4096),
+        (48_000, true, 4096),
+        (22_050, false, 517),
+        (96_000, false, 32),
+        (8_000, false, 256),
+    ];
+    for (host, notes, max_block) in cases {
         let conditioning = if notes {
             Conditioning::Notes(NotePlayer::live(NoteShape::default(), frame_rate))
         } else {
             Conditioning::Audio { input_gain: 1.0 }
         };
         let mut stream =
-            LiveStream::new(&model, &features, 1.0, 0, host, 4096, conditioning).unwrap();
-        let input: Vec<f32> = (0..4097)
-            .map(|i| (i as f32 * 0.05).sin() * 0.4 + if i % 997 == 0 { f32::NAN } else { 0.0 })
-            .collect();
+            LiveStream::new(&model, &features, 1.0, 0, host, max_block, conditioning).unwrap();
+        let input: Vec<f32> = (0..4097).map(|i| (i as f32 * 0.05).sin() * 0.4).collect();
+        // One block with a NaN (the restart path); every other block plays.
+        let mut bad = input.clone();
+        bad[7] = f32::NAN;
         let mut out = vec![0.0f32; 4096];
-        stream.process(&input[1..4096], &mut out[1..4096]);
+        stream.process(&input[1..max_block], &mut out[1..max_block]);
         reset_allocations();
         count(true);
-        for (k, n) in [32usize, 4096, 517, 1, 256, 1024, 33, 4000]
+        let sizes = [32usize, 4096, 517, 1, 256, 1024, 33, 4000];
+        for (k, n) in sizes
             .iter()
+            .map(|n| (*n).min(max_block))
             .cycle()
             .take(40)
             .enumerate()
@@ -137,8 +144,8 @@ fn live_process_allocates_nothing() {
             if notes && k == 3 {
                 stream.notes().expect("synth mode").note_on(64, 90);
             }
-            let from = if k % 5 == 0 { 0 } else { 1 };
-            stream.process(&input[from..from + n], &mut out[..*n]);
+            let (source, from) = if k == 11 { (&bad, 0) } else { (&input, k % 2) };
+            stream.process(&source[from..from + n], &mut out[..n]);
         }
         count(false);
         assert_eq!(

@@ -76,8 +76,9 @@ impl LiveFeatures {
     /// whose sample arrived, in order: frame `i` once sample `i * hop` is in.
     pub fn push(&mut self, samples: &[f32], mut frame: impl FnMut(FrameIn)) {
         for &v in samples {
-            if self.history.len() == self.history.capacity() {
-                self.history.copy_within(self.reach.., 0);
+            if self.history.len() == 2 * self.reach {
+                let len = self.history.len();
+                self.history.copy_within(len - self.reach.., 0);
                 self.history.truncate(self.reach);
             }
             self.history.push(if v.is_finite() { v } else { 0.0 });

@@ -538,10 +538,11 @@ fn rms(frame: &[f64]) -> f64 {
 /// Causal pYIN without the HMM, for live input: each frame is analysed from the
 /// `frame_length` samples that END at its sample (nothing after it is needed), its voicing
 /// probability is the sum of its candidates' observation probabilities (as the offline
-/// tracker's), and its f0 the most probable candidate's, smoothed by a median over the last
-/// three voiced frames (octave and subharmonic slips of one frame vanish; no frame of delay).
-/// Unvoiced frames hold the last voiced f0, as the offline tracker's interpolation does
-/// between notes. Allocates nothing per frame.
+/// tracker's), and its f0 the most probable candidate's, smoothed by a median over the voiced
+/// frames of the current run, at most the last three (an octave or subharmonic slip of one
+/// frame vanishes; a real pitch step shows one frame late; the first two frames of a run
+/// take their newest estimate). Unvoiced frames hold the last voiced f0, as the offline
+/// tracker's interpolation does between notes, and end the run. Allocates nothing per frame.
 pub struct LivePitch {
     tracker: PitchTracker,
     scratch: YinScratch,
@@ -552,6 +553,8 @@ pub struct LivePitch {
     recent: [f64; 3],
     recent_len: usize,
     held_f0: f64,
+    /// The f0 held before any voiced frame: the geometric middle of the range.
+    initial_f0: f64,
 }
 
 impl LivePitch {
@@ -559,6 +562,7 @@ impl LivePitch {
     pub fn new(config: &PitchConfig) -> Self {
         let tracker = PitchTracker::new(config);
         let max_period = tracker.yin.max_period;
+        let middle = config.min_f0.max(1.0).sqrt() * config.max_f0.max(1.0).sqrt();
         Self {
             scratch: tracker.yin.scratch(),
             cands: CandidateScratch::with_capacity(max_period),
@@ -566,7 +570,8 @@ impl LivePitch {
             frame: vec![0.0; tracker.yin.frame_length],
             recent: [0.0; 3],
             recent_len: 0,
-            held_f0: config.min_f0.max(1.0).sqrt() * config.max_f0.max(1.0).sqrt(),
+            held_f0: middle,
+            initial_f0: middle,
             tracker,
         }
     }
@@ -576,9 +581,10 @@ impl LivePitch {
         self.tracker.yin.frame_length
     }
 
-    /// Forget the history of f0 estimates.
+    /// Forget every earlier frame: as freshly built.
     pub fn reset(&mut self) {
         self.recent_len = 0;
+        self.held_f0 = self.initial_f0;
     }
 
     /// f0 (Hz) and voicing probability of the frame whose last `frame_length` samples are
@@ -624,16 +630,18 @@ impl LivePitch {
                 self.recent_len += 1;
             }
             self.held_f0 = median(&self.recent[..self.recent_len]);
+        } else {
+            // An unvoiced frame ends the run: the next note starts its own median.
+            self.recent_len = 0;
         }
         (self.held_f0 as f32, voiced_prob as f32)
     }
 }
 
-/// Median of one to three values (the mean of the middle two for two).
+/// Median of three values; of one or two (a run's start), the newest.
 fn median(v: &[f64]) -> f64 {
     match *v {
-        [a] => a,
-        [a, b] => 0.5 * (a + b),
+        [a] | [_, a] => a,
         [a, b, c] => a.max(b).min(a.min(b).max(c)),
         _ => unreachable!("one to three values"),
     }
@@ -892,6 +900,49 @@ fn fill_unvoiced(f0: &[f64], voiced: &[bool], config: &PitchConfig) -> Vec<f64> 
 mod tests {
     use super::*;
     use crate::features::track_pitch;
+
+    /// The live tracker follows a note, holds its f0 through a rest, starts the next note's
+    /// median afresh (its first voiced frame already has the new pitch), and `reset` forgets
+    /// everything.
+    #[test]
+    fn live_pitch_restarts_its_median_at_each_note() {
+        let sr = 16000.0;
+        let config = PitchConfig::new(sr, 64, 50.0, 1000.0);
+        let mut live = LivePitch::new(&config);
+        let fresh = live.frame(&[]);
+        let tone = |f: f64, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / sr).sin()) as f32)
+                .collect()
+        };
+        let mut signal = tone(440.0, 4000);
+        signal.extend(vec![0.0; 3000]);
+        signal.extend(tone(220.0, 4000));
+        let len = live.frame_length();
+        let mut track = Vec::new();
+        for end in (len..=signal.len()).step_by(64) {
+            track.push(live.frame(&signal[end - len..end]));
+        }
+        let cents = |a: f32, b: f64| (1200.0 * (a as f64 / b).log2()).abs();
+        let voiced = |v: f32| v >= config.voiced_threshold as f32;
+        assert!(voiced(track[0].1) && cents(track[0].0, 440.0) < 50.0);
+        let rest_at = track.iter().position(|(_, v)| !voiced(*v)).expect("a rest");
+        let rest = track[rest_at];
+        assert!(
+            cents(rest.0, 440.0) < 50.0,
+            "the rest holds the last note: {rest:?}"
+        );
+        let next = track[rest_at..]
+            .iter()
+            .find(|(_, v)| voiced(*v))
+            .expect("the second note is voiced");
+        assert!(
+            cents(next.0, 220.0) < 50.0,
+            "the new note's first frame: {next:?}"
+        );
+        live.reset();
+        assert_eq!(live.frame(&[]), fresh);
+    }
 
     /// The FFT-based CMNDF equals YIN's definition computed directly:
     /// `d(tau) = sum_{j < win} (x_j - x_{j + tau})^2`, `d'(tau) = d(tau) tau / sum_{t<=tau} d(t)`.

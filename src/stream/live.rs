@@ -78,6 +78,13 @@ impl LiveStream {
         }
         let hop = model.synth.harmonic.hop();
         let model_rate = model.synth.harmonic.sample_rate().round() as u32;
+        if features.frame_hop != hop || features.sample_rate.round() as u32 != model_rate {
+            return Err(Error::Config(format!(
+                "the feature settings (hop {}, {} Hz) do not match the model's (hop {hop}, \
+                 {model_rate} Hz)",
+                features.frame_hop, features.sample_rate
+            )));
+        }
         // The renderer's lag, from a stream built only to ask (its blocks are the bridge's).
         let lag = FrameStream::new(model, temperature, seed, hop)?.lag();
         let bridge = RateBridge::new(&Plan {
@@ -173,12 +180,15 @@ impl LiveStream {
         }
     }
 
-    /// Render one host block: `output.len()` samples (at most [`Self::max_block`]) from
+    /// Render one host block: `output.len()` samples (at most [`Self::max_block`]; any more
+    /// are set to silence) from
     /// `input` (the same length for audio in; ignored, and may be empty, for notes). A block
     /// with a non-finite sample, or whose result would have one, comes out silent and the
     /// stream starts afresh with the next block.
     pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
         let n = output.len().min(self.max_block);
+        // Beyond the largest block there is nothing to play (a host buffer may be in place).
+        output[n..].fill(0.0);
         let output = &mut output[..n];
         let audio_in = matches!(self.source, Source::Audio { .. });
         if audio_in && (input.len() < n || input[..n].iter().any(|v| !v.is_finite())) {

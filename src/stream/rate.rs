@@ -100,8 +100,9 @@ impl RateBridge {
 
     /// Host samples from a host input sample to the output sample it shows in, when the
     /// renderer between adds nothing but its lag: the prefill plus the two resamplers' filter
-    /// delays, `model_chunk / 2` model samples (`host_chunk / 2` host samples) down and
-    /// `floor(host_chunk / 2)` up. A half sample when the host chunk is odd (44.1 kHz).
+    /// delays (rubato centres its filter at `floor(N / 2)` input samples): `floor(host_chunk /
+    /// 2)` host samples down and `model_chunk / 2` model samples (`host_chunk / 2` host
+    /// samples) up. A half sample when the host chunk is odd (44.1 kHz).
     pub(crate) fn latency_exact(&self) -> f64 {
         let resamplers = if self.down.is_some() {
             (self.host_chunk / 2) as f64 + self.host_chunk as f64 / 2.0
@@ -193,26 +194,28 @@ impl RateBridge {
 
 /// Resampler chunk sizes `(host, model)`: the smallest pair with the rates' ratio whose model
 /// side is at least a hop and [`MIN_MODEL_CHUNK`] (shorter chunks filter worse, and below a
-/// hop save no latency).
+/// hop save no latency), and even (so the down-resampler's delay is a whole model sample);
+/// shorter than a hop where a hop's chunk would exceed [`MAX_HOST_CHUNK`].
 fn chunks(host: u32, model: u32, hop: usize) -> Result<(usize, usize)> {
     if host == model {
         return Ok((1, 1));
     }
     let g = gcd(host as usize, model as usize);
     let (h, m) = (host as usize / g, model as usize / g);
-    let mut k = hop.max(MIN_MODEL_CHUNK).div_ceil(m);
-    if (m * k) % 2 == 1 {
-        // An even model chunk keeps the down-resampler's delay a whole model sample.
-        k += 1;
-    }
-    if h * k > MAX_HOST_CHUNK {
-        return Err(Error::Config(format!(
-            "a host rate of {host} Hz with a model rate of {model} Hz needs resampling chunks \
-             of {} samples (their ratio reduces only to {h}:{m}); use a standard rate such as \
-             44100 or 48000 Hz",
-            h * k
-        )));
-    }
+    let want = hop.max(MIN_MODEL_CHUNK).div_ceil(m);
+    let least = MIN_MODEL_CHUNK.div_ceil(m);
+    let fits = |k: usize| (m * k).is_multiple_of(2) && h * k <= MAX_HOST_CHUNK;
+    let k = (want..=want + 1)
+        .find(|&k| fits(k))
+        .or_else(|| (least..want).rev().find(|&k| fits(k)))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "a host rate of {host} Hz with a model rate of {model} Hz needs resampling \
+                 chunks of at least {} samples (their ratio reduces only to {h}:{m}); use a \
+                 standard rate such as 44100 or 48000 Hz",
+                h * least
+            ))
+        })?;
     Ok((h * k, m * k))
 }
 

@@ -95,7 +95,9 @@ impl FrameSynth {
             convolver: Convolver::new(&to_vec(r.impulse_response()), REVERB_PARTITION),
             add_dry: r.add_dry,
         });
-        let capacity = 2 * (hop + max_pull);
+        // The harmonic queue also keeps what waits for the noise branch's longer delay.
+        let delay = noise.as_ref().map_or(0, |n| n.delay);
+        let capacity = 2 * (hop + max_pull + delay);
         Self {
             oscillator: Oscillator::new(hop, h.sample_rate(), h.amp_resample),
             harmonics,
