@@ -131,19 +131,11 @@ impl RateBridge {
             self.model_in.extend_from_slice(host);
             return &mut self.model_in;
         };
-        let mut rest = host;
-        while !rest.is_empty() {
-            let take = (self.host_chunk - self.host_in.len()).min(rest.len());
-            self.host_in.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.host_in.len() == self.host_chunk {
-                let out = &mut self.chunk[..self.model_chunk];
-                down.process_into_buffer(&[&self.host_in], &mut [&mut *out], None)
-                    .expect("chunk sizes fixed at construction");
-                self.model_in.extend_from_slice(out);
-                self.host_in.clear();
-            }
-        }
+        let model_in = &mut self.model_in;
+        let out = &mut self.chunk[..self.model_chunk];
+        push_chunks(down, &mut self.host_in, self.host_chunk, out, host, |c| {
+            model_in.extend_from_slice(c)
+        });
         &mut self.model_in
     }
 
@@ -165,19 +157,11 @@ impl RateBridge {
             self.host_out.extend(model.iter().copied());
             return;
         };
-        let mut rest = model;
-        while !rest.is_empty() {
-            let take = (self.model_chunk - self.model_out.len()).min(rest.len());
-            self.model_out.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.model_out.len() == self.model_chunk {
-                let out = &mut self.chunk[..self.host_chunk];
-                up.process_into_buffer(&[&self.model_out], &mut [&mut *out], None)
-                    .expect("chunk sizes fixed at construction");
-                self.host_out.extend(out.iter().copied());
-                self.model_out.clear();
-            }
-        }
+        let host_out = &mut self.host_out;
+        let out = &mut self.chunk[..self.host_chunk];
+        push_chunks(up, &mut self.model_out, self.model_chunk, out, model, |c| {
+            host_out.extend(c.iter().copied())
+        });
     }
 
     /// Fill a host output block from the output FIFO (the prefill guarantees the samples;
@@ -189,6 +173,31 @@ impl RateBridge {
             *o = v;
         }
         out[n..].fill(0.0);
+    }
+}
+
+/// Feed `samples` to `resampler` in chunks of `chunk` samples, `pending` holding what does not
+/// fill one yet (across calls); `emit` gets each resampled chunk (written in `out`, its size).
+fn push_chunks(
+    resampler: &mut FftFixedInOut<f32>,
+    pending: &mut Vec<f32>,
+    chunk: usize,
+    out: &mut [f32],
+    samples: &[f32],
+    mut emit: impl FnMut(&[f32]),
+) {
+    let mut rest = samples;
+    while !rest.is_empty() {
+        let take = (chunk - pending.len()).min(rest.len());
+        pending.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        if pending.len() == chunk {
+            resampler
+                .process_into_buffer(&[&*pending], &mut [&mut *out], None)
+                .expect("chunk sizes fixed at construction");
+            emit(out);
+            pending.clear();
+        }
     }
 }
 
