@@ -23,7 +23,7 @@ use ddsp::features::audio::{read_audio, resample, write_wav};
 use ddsp::features::midi::read_midi;
 use ddsp::infer::{Checkpoint, Model};
 use ddsp::stream::{Conditioning, FrameIn, FrameStream, LiveStream, NotePlayer, NoteShape};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Stream a recording or a MIDI file through a checkpoint in blocks.
@@ -92,7 +92,7 @@ fn main() -> Result<()> {
 }
 
 /// Audio in through a [`LiveStream`] at the file's (or the chosen) host rate.
-fn audio_mode(model: &Model, input: &PathBuf, args: &Args) -> Result<(Streamed, u32, Option<f64>)> {
+fn audio_mode(model: &Model, input: &Path, args: &Args) -> Result<(Streamed, u32, Option<f64>)> {
     let decoded = read_audio(input).with_context(|| format!("reading {}", input.display()))?;
     let host_rate = args.host_rate.unwrap_or(decoded.sample_rate);
     let samples = resample(&decoded.samples, decoded.sample_rate, host_rate)?;
@@ -120,7 +120,7 @@ fn audio_mode(model: &Model, input: &PathBuf, args: &Args) -> Result<(Streamed, 
 }
 
 /// Synth mode: the file's notes through a [`LiveStream`] at the host rate.
-fn midi_mode(model: &Model, midi: &PathBuf, args: &Args) -> Result<(Streamed, u32, Option<f64>)> {
+fn midi_mode(model: &Model, midi: &Path, args: &Args) -> Result<(Streamed, u32, Option<f64>)> {
     let notes = read_midi(midi).with_context(|| format!("reading {}", midi.display()))?;
     if notes.is_empty() {
         bail!("{}: no notes", midi.display());
@@ -156,11 +156,7 @@ fn run_blocks(stream: &mut LiveStream, input: &[f32], block: usize, total: usize
 }
 
 /// The offline analysis, streamed frame by frame at the model's rate.
-fn frames_mode(
-    model: &Model,
-    input: &PathBuf,
-    block: usize,
-) -> Result<(Streamed, u32, Option<f64>)> {
+fn frames_mode(model: &Model, input: &Path, block: usize) -> Result<(Streamed, u32, Option<f64>)> {
     let (frames, _) = model
         .features_of_file(input)
         .with_context(|| format!("analysing {}", input.display()))?;

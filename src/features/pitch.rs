@@ -224,7 +224,7 @@ pub(super) struct YinScratch {
 fn even_smooth_len(n: usize) -> usize {
     let smooth = |mut m: usize| {
         for p in [2, 3, 5] {
-            while m % p == 0 {
+            while m.is_multiple_of(p) {
                 m /= p;
             }
         }
@@ -340,10 +340,9 @@ fn frame_candidates(
         if below == 0 {
             probs[global] += no_trough_prob * mass;
         } else {
-            let mut pos = 0;
-            for (p, _) in probs.iter_mut().zip(first.iter()).filter(|(_, f)| **f <= k) {
+            let below_set = probs.iter_mut().zip(first.iter()).filter(|(_, f)| **f <= k);
+            for (pos, (p, _)) in below_set.enumerate() {
                 *p += boltzmann_pmf(pos, below) * mass;
-                pos += 1;
             }
         }
         k = end;
