@@ -210,12 +210,15 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Create (or reopen) a run directory with its sub-folders.
+    /// Create (or reopen) a run directory with its sub-folders, removing temporary files a
+    /// killed run left beside its metadata and logs.
     pub fn create(root: &Path) -> Result<Self> {
         for sub in ["logs", "checkpoints", "renders"] {
             let p = root.join(sub);
             crate::io::create_dir_all(&p)?;
         }
+        crate::io::remove_temp_files(root);
+        crate::io::remove_temp_files(&root.join("logs"));
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -227,18 +230,23 @@ impl RunDir {
     }
 
     /// Put checkpoint `name` back in place after a save interrupted between its two renames
-    /// (see [`find_checkpoint`]): the copy found is renamed to `checkpoints/<name>`.
-    fn restore_checkpoint(&self, name: &str) -> Result<()> {
+    /// (see [`find_checkpoint`]): the copy found is renamed to `checkpoints/<name>`, and the
+    /// leftovers of an interrupted save (`.<name>.tmp`, `.<name>.old`) are removed.
+    pub(crate) fn restore_checkpoint(&self, name: &str) -> Result<()> {
         let dir = self.checkpoint(name);
-        match find_checkpoint(&self.root.join("checkpoints"), name) {
-            Some(found) if found != dir => {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-                }
-                std::fs::rename(&found, &dir).map_err(|e| Error::write(&dir, e))
+        let Some(found) = find_checkpoint(&self.root.join("checkpoints"), name) else {
+            return Ok(());
+        };
+        if found != dir {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
             }
-            _ => Ok(()),
+            std::fs::rename(&found, &dir).map_err(|e| Error::write(&dir, e))?;
         }
+        for leftover in [format!(".{name}.tmp"), format!(".{name}.old")] {
+            let _ = std::fs::remove_dir_all(self.checkpoint(&leftover));
+        }
+        Ok(())
     }
 
     /// `renders/step_XXXXXXXX`.
@@ -292,6 +300,7 @@ impl RunDir {
         self.restore_checkpoint(name)?;
         let dir = self.checkpoint(name);
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
+        crate::io::kill_point("checkpoint-begin", Some(&dir));
         let _ = std::fs::remove_dir_all(&tmp);
         crate::io::create_dir_all(&tmp)?;
         model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
@@ -318,12 +327,15 @@ impl RunDir {
             .collect::<Result<_>>()?;
         let text = serde_json::to_string_pretty(&state).expect("state serialises");
         write_atomic(&tmp.join("state.json"), text.as_bytes())?;
+        crate::io::kill_point("checkpoint-written", Some(&dir));
         let old = self.checkpoint(&format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
         if dir.exists() {
             std::fs::rename(&dir, &old).map_err(|e| Error::write(&dir, e))?;
         }
+        crate::io::kill_point("checkpoint-swapping", Some(&dir));
         std::fs::rename(&tmp, &dir).map_err(|e| Error::write(&dir, e))?;
+        crate::io::kill_point("checkpoint-swapped", Some(&dir));
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
