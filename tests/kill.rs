@@ -6,170 +6,11 @@
 //! run's losses equal an uninterrupted run's, and no temporary file is left where a loader
 //! reads. (Runs the `ddspe2e` example: `cargo build --example ddspe2e` first.)
 
+mod common;
+
+use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("ddspe2e{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    bin
-}
-
-fn command(args: &[&str], kill_at: Option<&str>) -> Command {
-    let mut c = Command::new(binary());
-    c.args(args).env_remove(ddsp::io::KILL_AT_VAR);
-    if let Some(at) = kill_at {
-        c.env(ddsp::io::KILL_AT_VAR, at);
-    }
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Run to completion; it must succeed.
-fn ok(args: &[&str]) -> Output {
-    let o = command(args, None).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    o
-}
-
-/// Whether the process was killed by SIGKILL (on other systems: ended unsuccessfully).
-fn was_killed(o: &Output) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        o.status.signal() == Some(9)
-    }
-    #[cfg(not(unix))]
-    {
-        !o.status.success()
-    }
-}
-
-/// Run with `DDSP_KILL_AT=at`: it must die there.
-fn killed_at(args: &[&str], at: &str) {
-    let o = command(args, Some(at)).output().unwrap();
-    assert!(was_killed(&o), "{at} was never reached: {}", text(&o));
-}
-
-/// Run and SIGKILL it after `delay` (it may have finished by then).
-fn killed_after(args: &[&str], delay: Duration) {
-    let mut child = command(args, None)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(delay);
-    let _ = child.kill();
-    child.wait().unwrap();
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ddsp-kill-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn tones(dir: &Path, freqs: &[f32]) {
-    std::fs::create_dir_all(dir).unwrap();
-    for f in freqs {
-        let samples: Vec<f32> = (0..16000 * 2)
-            .map(|i| 0.3 * (2.0 * std::f32::consts::PI * f * i as f32 / 16000.0).sin())
-            .collect();
-        let path = dir.join(format!("tone{f}.wav"));
-        ddsp::features::audio::write_wav(&path, &samples, 16000).unwrap();
-    }
-}
-
-const SMALL: &[&str] = &[
-    "--chunk-size",
-    "4096",
-    "--chunk-hop",
-    "2048",
-    "--frame-hop",
-    "128",
-    "--frame-size",
-    "512",
-    "--harmonics",
-    "8",
-    "--rnn-channels",
-    "8",
-    "--decoder-backbone",
-    "gru",
-    "--layers-per-stack",
-    "1",
-    "--eval-every",
-    "2",
-    "--checkpoint-every",
-    "2",
-];
-
-/// Every file and folder under `dir` whose name marks it temporary or a swap leftover.
-fn leftovers(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.contains(".tmp") || name.ends_with(".old") {
-            found.push(e.path());
-        }
-        if e.path().is_dir() {
-            found.extend(leftovers(&e.path()));
-        }
-    }
-    found
-}
-
-/// A cache's manifest without the shards' SHA-256: a shard's bytes differ from run to run (the
-/// safetensors writer orders its metadata map at random) while its contents are the same, and
-/// loading it (`inspect-cache`) checks it against the checksum recorded.
-fn manifest(cache: &Path) -> serde_json::Value {
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cache.join("manifest.json")).unwrap()).unwrap();
-    for s in m["sources"].as_array_mut().unwrap() {
-        s.as_object_mut().unwrap().remove("shardSha256");
-    }
-    m
-}
-
-fn preprocess_args<'a>(input: &'a Path, cache: &'a Path) -> Vec<&'a str> {
-    let mut args = vec!["preprocess", "--input", p(input), "--cache", p(cache)];
-    args.extend_from_slice(SMALL);
-    args
-}
-
-/// After a kill: either no manifest yet, or one that loads (`inspect-cache` reads and
-/// verifies every shard) and names no temporary file; returns the manifest if there is one.
-fn cache_loads(cache: &Path, what: &str) -> Option<serde_json::Value> {
-    if !cache.join("manifest.json").exists() {
-        return None;
-    }
-    ok(&["inspect-cache", "--cache", p(cache)]);
-    let m = manifest(cache);
-    for s in m["sources"].as_array().unwrap() {
-        let shard = s["shard"].as_str().unwrap();
-        assert!(!shard.contains(".tmp"), "{what}: manifest names {shard}");
-    }
-    Some(m)
-}
 
 #[test]
 fn preprocess_killed_anywhere_leaves_a_loadable_cache_and_a_rerun_completes_it() {
@@ -256,30 +97,6 @@ fn preprocess_killed_anywhere_leaves_a_loadable_cache_and_a_rerun_completes_it()
 
 const STEPS: &str = "6";
 
-fn train_args<'a>(cache: &'a Path, runs: &'a Path, name: &'a str) -> Vec<&'a str> {
-    let mut args = vec![
-        "train",
-        "--cache",
-        p(cache),
-        "--steps",
-        STEPS,
-        "--runs-dir",
-        p(runs),
-        "--run-name",
-        name,
-        "--device",
-        "flex",
-        "--log-every",
-        "1",
-    ];
-    args.extend_from_slice(SMALL);
-    args
-}
-
-fn log(run: &Path, name: &str) -> String {
-    std::fs::read_to_string(run.join("logs").join(format!("{name}.csv"))).unwrap()
-}
-
 /// Continue a killed run: `train --resume` when it has a checkpoint to continue from (any
 /// loader finds one: `render` and `eval` use the same lookup), else the same command again
 /// with `--overwrite` (the run had written no checkpoint, so there is nothing to continue).
@@ -311,7 +128,7 @@ fn train_killed_anywhere_resumes_to_the_uninterrupted_losses() {
     let cache = dir.join("cache");
     ok(&preprocess_args(&input, &cache));
     let runs = dir.join("runs");
-    ok(&train_args(&cache, &runs, "reference"));
+    ok(&train_args(&cache, &runs, "reference", STEPS));
     let reference = runs.join("reference");
     let (train_log, val_log) = (log(&reference, "train"), log(&reference, "val"));
     assert_eq!(train_log.lines().count(), 7, "{train_log}");
@@ -348,7 +165,7 @@ fn train_killed_anywhere_resumes_to_the_uninterrupted_losses() {
     };
     for (i, at) in points.iter().enumerate() {
         let name = format!("run{i}");
-        let args = train_args(&cache, &runs, &name);
+        let args = train_args(&cache, &runs, &name, STEPS);
         let run = runs.join(&name);
         killed_at(&args, at);
         continue_run(&args, &run, at);
@@ -356,7 +173,7 @@ fn train_killed_anywhere_resumes_to_the_uninterrupted_losses() {
     }
 
     // Killed, then killed again while resuming, then resumed.
-    let args = train_args(&cache, &runs, "twice");
+    let args = train_args(&cache, &runs, "twice", STEPS);
     let run = runs.join("twice");
     killed_at(&args, "checkpoint-swapping/latest:2");
     let o = command(
@@ -372,7 +189,7 @@ fn train_killed_anywhere_resumes_to_the_uninterrupted_losses() {
     // Killed from outside after fixed delays.
     for ms in [150, 300, 450] {
         let name = format!("after{ms}");
-        let args = train_args(&cache, &runs, &name);
+        let args = train_args(&cache, &runs, &name, STEPS);
         let run = runs.join(&name);
         killed_after(&args, Duration::from_millis(ms));
         if run.exists() {

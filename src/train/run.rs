@@ -302,31 +302,11 @@ impl RunDir {
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
         crate::io::kill_point("checkpoint-begin", Some(&dir));
         let _ = std::fs::remove_dir_all(&tmp);
-        crate::io::create_dir_all(&tmp)?;
-        model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
-        model.save_burnpack(&tmp.join("model.bpk"))?;
-        if let Some(optim) = optimizer {
-            let bytes = optim
-                .to_record()
-                .into_bytes()
-                .map_err(|e| Error::Checkpoint {
-                    path: tmp.join("optimizer.bpk"),
-                    reason: format!("cannot encode optimizer state: {e:?}"),
-                })?;
-            write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
+        if let Err(e) = write_checkpoint_files(&tmp, model, optimizer, state) {
+            // Nothing half-written stays behind (a full disk, a read-only folder).
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
         }
-        let mut state = state.clone();
-        state.sha256 = CHECKSUMMED
-            .iter()
-            .filter(|f| tmp.join(f).exists())
-            .map(|f| {
-                let path = tmp.join(f);
-                let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
-                Ok((f.to_string(), crate::io::sha256_hex(&bytes)))
-            })
-            .collect::<Result<_>>()?;
-        let text = serde_json::to_string_pretty(&state).expect("state serialises");
-        write_atomic(&tmp.join("state.json"), text.as_bytes())?;
         crate::io::kill_point("checkpoint-written", Some(&dir));
         let old = self.checkpoint(&format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
@@ -339,6 +319,42 @@ impl RunDir {
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
+}
+
+/// Write a checkpoint's files into folder `tmp`: the weights, the optimizer state, and last
+/// `state.json` with their checksums (a folder with `state.json` is complete).
+fn write_checkpoint_files(
+    tmp: &Path,
+    model: &DdspModel,
+    optimizer: Option<&ModuleOptimizer>,
+    state: &CheckpointState,
+) -> Result<()> {
+    crate::io::create_dir_all(tmp)?;
+    model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
+    model.save_burnpack(&tmp.join("model.bpk"))?;
+    if let Some(optim) = optimizer {
+        let bytes = optim
+            .to_record()
+            .into_bytes()
+            .map_err(|e| Error::Checkpoint {
+                path: tmp.join("optimizer.bpk"),
+                reason: format!("cannot encode optimizer state: {e:?}"),
+            })?;
+        write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
+    }
+    let mut state = state.clone();
+    state.sha256 = CHECKSUMMED
+        .iter()
+        .filter(|f| tmp.join(f).exists())
+        .map(|f| {
+            let path = tmp.join(f);
+            let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
+            Ok((f.to_string(), crate::io::sha256_hex(&bytes)))
+        })
+        .collect::<Result<_>>()?;
+    let text = serde_json::to_string_pretty(&state).expect("state serialises");
+    write_atomic(&tmp.join("state.json"), text.as_bytes())?;
+    Ok(())
 }
 
 /// The files of a checkpoint whose SHA-256 its `state.json` records.
