@@ -121,8 +121,11 @@ impl AudioStream {
         // some extensible layouts) through symphonia.
         match open_hound(path) {
             Ok(stream) => Ok(stream),
-            Err(HoundFailure::Unsupported(e)) => open_symphonia(path)
-                .map_err(|_| audio_err(path, format!("not a readable WAV file: {e}"))),
+            Err(HoundFailure::Unsupported(e)) => {
+                check_wav_format(path)?;
+                open_symphonia(path)
+                    .map_err(|_| audio_err(path, format!("not a readable WAV file: {e}")))
+            }
             Err(HoundFailure::Broken(e)) => Err(e),
         }
     }
@@ -314,7 +317,59 @@ fn too_long(path: &Path, seconds: f64) -> Error {
 }
 
 /// Open with symphonia (any supported container and codec).
+/// The most channels a WAV file read through symphonia may declare.
+const WAV_MAX_CHANNELS: u16 = 64;
+
+/// Check the `fmt ` chunk of a RIFF/WAVE file before symphonia reads it: symphonia 0.6
+/// computes `channels * bits / 8` in 16 bits, which overflows (a panic where overflow checks
+/// are on, as in debug builds) for a header claiming e.g. 32896 channels (found by fuzzing).
+/// Files that are not RIFF/WAVE, or whose `fmt ` chunk cannot be found, are left to symphonia.
+fn check_wav_format(path: &Path) -> Result<()> {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut head = Vec::with_capacity(1 << 16);
+    let _ = (&mut file).take(1 << 16).read_to_end(&mut head);
+    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Ok(());
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
+    let mut at = 12;
+    while at + 8 <= head.len() {
+        let size = u32::from_le_bytes([head[at + 4], head[at + 5], head[at + 6], head[at + 7]]);
+        if &head[at..at + 4] == b"fmt " {
+            if at + 8 + 16 > head.len() {
+                return Ok(());
+            }
+            let (channels, bits) = (u16_at(at + 10), u16_at(at + 22));
+            if channels == 0 || channels > WAV_MAX_CHANNELS {
+                return Err(audio_err(
+                    path,
+                    format!(
+                        "the WAV header declares {channels} channels (1 to {WAV_MAX_CHANNELS} \
+                         are read)"
+                    ),
+                ));
+            }
+            if bits > 64 {
+                return Err(audio_err(
+                    path,
+                    format!("the WAV header declares {bits} bits per sample (at most 64)"),
+                ));
+            }
+            return Ok(());
+        }
+        // Chunks are padded to an even length.
+        at = at
+            .saturating_add(8)
+            .saturating_add(size as usize)
+            .saturating_add(size as usize & 1);
+    }
+    Ok(())
+}
+
 fn open_symphonia(path: &Path) -> Result<AudioStream> {
+    check_wav_format(path)?;
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::errors::Error as SymError;
     use symphonia::core::formats::probe::Hint;

@@ -433,6 +433,24 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optimizer.bpk");
     let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
+    let corrupt = |reason: String| Error::Checkpoint {
+        path: path.clone(),
+        reason: format!("corrupt optimizer state: {reason}"),
+    };
+    // Burn's `load_record` panics on a state tensor without a parameter id (found by
+    // fuzzing); such a file was not written by this crate, so it is refused here.
+    let pack = burn::store::burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+        bytes.clone(),
+    ))
+    .and_then(|r| r.into_tensors())
+    .map_err(|e| corrupt(format!("{e:?}")))?;
+    for tensor in pack {
+        let (name, _, _, param_id, _) =
+            tensor.into_parts().map_err(|e| corrupt(format!("{e:?}")))?;
+        if param_id.is_none() {
+            return Err(corrupt(format!("tensor `{name}` carries no parameter id")));
+        }
+    }
     let record =
         burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| Error::Checkpoint {
