@@ -429,6 +429,52 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     })
 }
 
+/// The highest tensor rank Burn's optimizer can restore state for.
+const MAX_OPTIMIZER_RANK: usize = 8;
+
+/// Check an optimizer state (burnpack) for what Burn's `ModuleOptimizer::load_record` assumes
+/// and would panic on (each found by fuzzing): every tensor carries its parameter id, is named
+/// `ID.…` after it and is a float; a parameter's tensors share its rank (its `ID.__rank` scalar
+/// when there is one), at most [`MAX_OPTIMIZER_RANK`]. A file this crate wrote always passes.
+fn check_optimizer_pack(bytes: &[u8]) -> std::result::Result<(), String> {
+    use burn::store::burn_pack::Reader;
+    let reader = Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| format!("{e:?}"))?;
+    let mut ranks = std::collections::BTreeMap::new();
+    for (name, value) in reader.scalars() {
+        if let Some(id) = name.strip_suffix(".__rank")
+            && let (Ok(id), Ok(rank)) = (id.parse::<u64>(), usize::try_from(*value))
+        {
+            if rank > MAX_OPTIMIZER_RANK {
+                return Err(format!("`{name}` is {rank} (at most {MAX_OPTIMIZER_RANK})"));
+            }
+            ranks.insert(id, rank);
+        }
+    }
+    for tensor in reader.into_tensors().map_err(|e| format!("{e:?}"))? {
+        let name = &tensor.name;
+        let Some(id) = tensor.param_id else {
+            return Err(format!("tensor `{name}` carries no parameter id"));
+        };
+        if name.split('.').next() != Some(id.to_string().as_str()) {
+            return Err(format!(
+                "tensor `{name}` is not named after its parameter {id}"
+            ));
+        }
+        if !tensor.dtype.is_float() {
+            return Err(format!("tensor `{name}` is not floating point"));
+        }
+        let rank = tensor.shape.num_dims();
+        let expected = *ranks.entry(id).or_insert(rank);
+        if rank != expected || rank > MAX_OPTIMIZER_RANK {
+            return Err(format!(
+                "tensor `{name}` has rank {rank}, its parameter's state rank {expected}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Load the optimizer state saved next to a checkpoint's weights.
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optimizer.bpk");
@@ -437,20 +483,7 @@ pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOp
         path: path.clone(),
         reason: format!("corrupt optimizer state: {reason}"),
     };
-    // Burn's `load_record` panics on a state tensor without a parameter id (found by
-    // fuzzing); such a file was not written by this crate, so it is refused here.
-    let pack = burn::store::burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(
-        bytes.clone(),
-    ))
-    .and_then(|r| r.into_tensors())
-    .map_err(|e| corrupt(format!("{e:?}")))?;
-    for tensor in pack {
-        let (name, _, _, param_id, _) =
-            tensor.into_parts().map_err(|e| corrupt(format!("{e:?}")))?;
-        if param_id.is_none() {
-            return Err(corrupt(format!("tensor `{name}` carries no parameter id")));
-        }
-    }
+    check_optimizer_pack(&bytes).map_err(corrupt)?;
     let record =
         burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| Error::Checkpoint {
