@@ -16,9 +16,11 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Whether `name` is a temporary file name of [`temp_path`] (`NAME.tmp<pid>-<n>`).
+/// Whether `name` is a temporary file name of [`temp_path`] (`NAME.tmp<pid>-<n>`, maybe
+/// followed by an extension, as plots add `.png`).
 pub fn is_temp_name(name: &str) -> bool {
     name.rsplit_once(".tmp").is_some_and(|(_, tail)| {
+        let tail = tail.split_once('.').map_or(tail, |(t, _)| t);
         tail.split_once('-').is_some_and(|(pid, n)| {
             [pid, n]
                 .iter()

@@ -211,7 +211,7 @@ pub struct RunDir {
 
 impl RunDir {
     /// Create (or reopen) a run directory with its sub-folders, removing temporary files a
-    /// killed run left beside its metadata and logs.
+    /// killed run left beside its metadata, logs and renders.
     pub fn create(root: &Path) -> Result<Self> {
         for sub in ["logs", "checkpoints", "renders"] {
             let p = root.join(sub);
@@ -219,6 +219,11 @@ impl RunDir {
         }
         crate::io::remove_temp_files(root);
         crate::io::remove_temp_files(&root.join("logs"));
+        if let Ok(renders) = std::fs::read_dir(root.join("renders")) {
+            for step in renders.flatten() {
+                crate::io::remove_temp_files(&step.path());
+            }
+        }
         Ok(Self {
             root: root.to_path_buf(),
         })
