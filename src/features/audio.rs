@@ -320,25 +320,36 @@ fn too_long(path: &Path, seconds: f64) -> Error {
 /// The most channels a WAV file read through symphonia may declare.
 const WAV_MAX_CHANNELS: u16 = 64;
 
-/// Check the `fmt ` chunk of a RIFF/WAVE file before symphonia reads it: symphonia 0.6
-/// computes `channels * bits / 8` in 16 bits, which overflows (a panic where overflow checks
-/// are on, as in debug builds) for a header claiming e.g. 32896 channels (found by fuzzing).
-/// Files that are not RIFF/WAVE, or whose `fmt ` chunk cannot be found, are left to symphonia.
+/// Check the `fmt ` chunk of every RIFF/WAVE header in the first MiB of a file before
+/// symphonia reads it (its probe looks for a header anywhere there, not only at the start):
+/// symphonia 0.6 computes `channels * bits / 8` in 16 bits, which overflows (a panic where
+/// overflow checks are on, as in debug builds) for a header claiming e.g. 32774 channels
+/// (found by fuzzing). A header whose `fmt ` chunk cannot be found is left to symphonia.
 fn check_wav_format(path: &Path) -> Result<()> {
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(file) = std::fs::File::open(path) else {
         return Ok(());
     };
-    let mut head = Vec::with_capacity(1 << 16);
-    let _ = (&mut file).take(1 << 16).read_to_end(&mut head);
-    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
-        return Ok(());
+    let mut head = Vec::new();
+    let _ = file.take(1 << 20).read_to_end(&mut head);
+    let mut from = 0;
+    while let Some(i) = head[from..].windows(4).position(|w| w == b"RIFF") {
+        let riff = from + i;
+        if head.get(riff + 8..riff + 12) == Some(b"WAVE".as_slice()) {
+            check_wav_fmt(path, &head[riff..])?;
+        }
+        from = riff + 4;
     }
-    let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
+    Ok(())
+}
+
+/// [`check_wav_format`] for the RIFF/WAVE header at the start of `riff`.
+fn check_wav_fmt(path: &Path, riff: &[u8]) -> Result<()> {
+    let u16_at = |i: usize| u16::from_le_bytes([riff[i], riff[i + 1]]);
     let mut at = 12;
-    while at + 8 <= head.len() {
-        let size = u32::from_le_bytes([head[at + 4], head[at + 5], head[at + 6], head[at + 7]]);
-        if &head[at..at + 4] == b"fmt " {
-            if at + 8 + 16 > head.len() {
+    while at + 8 <= riff.len() {
+        let size = u32::from_le_bytes([riff[at + 4], riff[at + 5], riff[at + 6], riff[at + 7]]);
+        if &riff[at..at + 4] == b"fmt " {
+            if at + 8 + 16 > riff.len() {
                 return Ok(());
             }
             let (channels, bits) = (u16_at(at + 10), u16_at(at + 22));
