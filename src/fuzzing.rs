@@ -153,13 +153,17 @@ pub fn checkpoint(data: &[u8]) -> bool {
     loaded
 }
 
-/// Replay every file in `dir` through `target`; returns how many there were and how many
-/// were accepted.
+/// Replay every file in `dir` (but hidden ones, `.gitkeep`) through `target`; returns how
+/// many there were and how many were accepted.
 pub fn replay(dir: &Path, target: fn(&[u8]) -> bool) -> (usize, usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (0, 0);
     };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
     paths.sort();
     let mut accepted = 0;
     for path in paths.iter().filter(|p| p.is_file()) {
