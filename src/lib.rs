@@ -25,6 +25,7 @@ pub mod device;
 pub mod dsp;
 pub mod error;
 pub mod features;
+pub mod fuzzing;
 pub mod infer;
 pub mod io;
 pub mod loss;

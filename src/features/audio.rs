@@ -121,8 +121,11 @@ impl AudioStream {
         // some extensible layouts) through symphonia.
         match open_hound(path) {
             Ok(stream) => Ok(stream),
-            Err(HoundFailure::Unsupported(e)) => open_symphonia(path)
-                .map_err(|_| audio_err(path, format!("not a readable WAV file: {e}"))),
+            Err(HoundFailure::Unsupported(e)) => {
+                check_wav_format(path)?;
+                open_symphonia(path)
+                    .map_err(|_| audio_err(path, format!("not a readable WAV file: {e}")))
+            }
             Err(HoundFailure::Broken(e)) => Err(e),
         }
     }
@@ -314,7 +317,70 @@ fn too_long(path: &Path, seconds: f64) -> Error {
 }
 
 /// Open with symphonia (any supported container and codec).
+/// The most channels a WAV file read through symphonia may declare.
+const WAV_MAX_CHANNELS: u16 = 64;
+
+/// Check the `fmt ` chunk of every RIFF/WAVE header in the first MiB of a file before
+/// symphonia reads it (its probe looks for a header anywhere there, not only at the start):
+/// symphonia 0.6 computes `channels * bits / 8` in 16 bits, which overflows (a panic where
+/// overflow checks are on, as in debug builds) for a header claiming e.g. 32774 channels
+/// (found by fuzzing). A header whose `fmt ` chunk cannot be found is left to symphonia.
+fn check_wav_format(path: &Path) -> Result<()> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut head = Vec::new();
+    let _ = file.take(1 << 20).read_to_end(&mut head);
+    let mut from = 0;
+    while let Some(i) = head[from..].windows(4).position(|w| w == b"RIFF") {
+        let riff = from + i;
+        if head.get(riff + 8..riff + 12) == Some(b"WAVE".as_slice()) {
+            check_wav_fmt(path, &head[riff..])?;
+        }
+        from = riff + 4;
+    }
+    Ok(())
+}
+
+/// [`check_wav_format`] for the RIFF/WAVE header at the start of `riff`.
+fn check_wav_fmt(path: &Path, riff: &[u8]) -> Result<()> {
+    let u16_at = |i: usize| u16::from_le_bytes([riff[i], riff[i + 1]]);
+    let mut at = 12;
+    while at + 8 <= riff.len() {
+        let size = u32::from_le_bytes([riff[at + 4], riff[at + 5], riff[at + 6], riff[at + 7]]);
+        if &riff[at..at + 4] == b"fmt " {
+            if at + 8 + 16 > riff.len() {
+                return Ok(());
+            }
+            let (channels, bits) = (u16_at(at + 10), u16_at(at + 22));
+            if channels == 0 || channels > WAV_MAX_CHANNELS {
+                return Err(audio_err(
+                    path,
+                    format!(
+                        "the WAV header declares {channels} channels (1 to {WAV_MAX_CHANNELS} \
+                         are read)"
+                    ),
+                ));
+            }
+            if bits > 64 {
+                return Err(audio_err(
+                    path,
+                    format!("the WAV header declares {bits} bits per sample (at most 64)"),
+                ));
+            }
+            return Ok(());
+        }
+        // Chunks are padded to an even length.
+        at = at
+            .saturating_add(8)
+            .saturating_add(size as usize)
+            .saturating_add(size as usize & 1);
+    }
+    Ok(())
+}
+
 fn open_symphonia(path: &Path) -> Result<AudioStream> {
+    check_wav_format(path)?;
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::errors::Error as SymError;
     use symphonia::core::formats::probe::Hint;

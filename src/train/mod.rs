@@ -22,8 +22,8 @@ pub use optim::{clamp_gradients, global_norm, learning_rate, scale_gradients};
 pub use profile::{Phase, PhaseProfiler};
 pub use run::{
     CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, find_checkpoint,
-    holds_a_run, read_meta, read_state, remove_run, step_label, unix_now, unverified_note,
-    verify_checksum,
+    holds_a_run, load_optimizer, read_meta, read_state, remove_run, step_label, unix_now,
+    unverified_note, verify_checksum,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 
@@ -232,7 +232,8 @@ pub fn train(
             if latest != checkpoints.join("latest") {
                 on_event(TrainEvent::Note {
                     message: format!(
-                        "{} is missing (a checkpoint save was interrupted); resuming from {}",
+                        "{} is missing (a checkpoint save was interrupted); resuming from {}, \
+                         put back in its place",
                         checkpoints.join("latest").display(),
                         latest.display()
                     ),
@@ -274,6 +275,16 @@ pub fn train(
         _ => pool.clone(),
     };
     let run = RunDir::create(&run_dir)?;
+    let resume_dir = match resume_dir {
+        // A checkpoint recovered from an interrupted save goes back in its place now (a run
+        // already at its last step would never save it again).
+        Some(_) => {
+            run.restore_checkpoint("latest")?;
+            run.restore_checkpoint("best")?;
+            Some(run.checkpoint("latest"))
+        }
+        None => None,
+    };
     config.write_json(&run_dir.join("resolved_config.json"))?;
 
     let ad = device.device.clone().autodiff();

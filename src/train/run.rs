@@ -210,11 +210,19 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Create (or reopen) a run directory with its sub-folders.
+    /// Create (or reopen) a run directory with its sub-folders, removing temporary files a
+    /// killed run left beside its metadata, logs and renders.
     pub fn create(root: &Path) -> Result<Self> {
         for sub in ["logs", "checkpoints", "renders"] {
             let p = root.join(sub);
             crate::io::create_dir_all(&p)?;
+        }
+        crate::io::remove_temp_files(root);
+        crate::io::remove_temp_files(&root.join("logs"));
+        if let Ok(renders) = std::fs::read_dir(root.join("renders")) {
+            for step in renders.flatten() {
+                crate::io::remove_temp_files(&step.path());
+            }
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -227,18 +235,23 @@ impl RunDir {
     }
 
     /// Put checkpoint `name` back in place after a save interrupted between its two renames
-    /// (see [`find_checkpoint`]): the copy found is renamed to `checkpoints/<name>`.
-    fn restore_checkpoint(&self, name: &str) -> Result<()> {
+    /// (see [`find_checkpoint`]): the copy found is renamed to `checkpoints/<name>`, and the
+    /// leftovers of an interrupted save (`.<name>.tmp`, `.<name>.old`) are removed.
+    pub(crate) fn restore_checkpoint(&self, name: &str) -> Result<()> {
         let dir = self.checkpoint(name);
-        match find_checkpoint(&self.root.join("checkpoints"), name) {
-            Some(found) if found != dir => {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-                }
-                std::fs::rename(&found, &dir).map_err(|e| Error::write(&dir, e))
+        let Some(found) = find_checkpoint(&self.root.join("checkpoints"), name) else {
+            return Ok(());
+        };
+        if found != dir {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
             }
-            _ => Ok(()),
+            std::fs::rename(&found, &dir).map_err(|e| Error::write(&dir, e))?;
         }
+        for leftover in [format!(".{name}.tmp"), format!(".{name}.old")] {
+            let _ = std::fs::remove_dir_all(self.checkpoint(&leftover));
+        }
+        Ok(())
     }
 
     /// `renders/step_XXXXXXXX`.
@@ -292,41 +305,61 @@ impl RunDir {
         self.restore_checkpoint(name)?;
         let dir = self.checkpoint(name);
         let tmp = self.checkpoint(&format!(".{name}.tmp"));
+        crate::io::kill_point("checkpoint-begin", Some(&dir));
         let _ = std::fs::remove_dir_all(&tmp);
-        crate::io::create_dir_all(&tmp)?;
-        model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
-        model.save_burnpack(&tmp.join("model.bpk"))?;
-        if let Some(optim) = optimizer {
-            let bytes = optim
-                .to_record()
-                .into_bytes()
-                .map_err(|e| Error::Checkpoint {
-                    path: tmp.join("optimizer.bpk"),
-                    reason: format!("cannot encode optimizer state: {e:?}"),
-                })?;
-            write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
+        if let Err(e) = write_checkpoint_files(&tmp, model, optimizer, state) {
+            // Nothing half-written stays behind (a full disk, a read-only folder).
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
         }
-        let mut state = state.clone();
-        state.sha256 = CHECKSUMMED
-            .iter()
-            .filter(|f| tmp.join(f).exists())
-            .map(|f| {
-                let path = tmp.join(f);
-                let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
-                Ok((f.to_string(), crate::io::sha256_hex(&bytes)))
-            })
-            .collect::<Result<_>>()?;
-        let text = serde_json::to_string_pretty(&state).expect("state serialises");
-        write_atomic(&tmp.join("state.json"), text.as_bytes())?;
+        crate::io::kill_point("checkpoint-written", Some(&dir));
         let old = self.checkpoint(&format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
         if dir.exists() {
             std::fs::rename(&dir, &old).map_err(|e| Error::write(&dir, e))?;
         }
+        crate::io::kill_point("checkpoint-swapping", Some(&dir));
         std::fs::rename(&tmp, &dir).map_err(|e| Error::write(&dir, e))?;
+        crate::io::kill_point("checkpoint-swapped", Some(&dir));
         let _ = std::fs::remove_dir_all(&old);
         Ok(dir)
     }
+}
+
+/// Write a checkpoint's files into folder `tmp`: the weights, the optimizer state, and last
+/// `state.json` with their checksums (a folder with `state.json` is complete).
+fn write_checkpoint_files(
+    tmp: &Path,
+    model: &DdspModel,
+    optimizer: Option<&ModuleOptimizer>,
+    state: &CheckpointState,
+) -> Result<()> {
+    crate::io::create_dir_all(tmp)?;
+    model.save_safetensors(&tmp.join("model.safetensors"), &state.config)?;
+    model.save_burnpack(&tmp.join("model.bpk"))?;
+    if let Some(optim) = optimizer {
+        let bytes = optim
+            .to_record()
+            .into_bytes()
+            .map_err(|e| Error::Checkpoint {
+                path: tmp.join("optimizer.bpk"),
+                reason: format!("cannot encode optimizer state: {e:?}"),
+            })?;
+        write_atomic(&tmp.join("optimizer.bpk"), &bytes)?;
+    }
+    let mut state = state.clone();
+    state.sha256 = CHECKSUMMED
+        .iter()
+        .filter(|f| tmp.join(f).exists())
+        .map(|f| {
+            let path = tmp.join(f);
+            let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
+            Ok((f.to_string(), crate::io::sha256_hex(&bytes)))
+        })
+        .collect::<Result<_>>()?;
+    let text = serde_json::to_string_pretty(&state).expect("state serialises");
+    write_atomic(&tmp.join("state.json"), text.as_bytes())?;
+    Ok(())
 }
 
 /// The files of a checkpoint whose SHA-256 its `state.json` records.
@@ -401,10 +434,61 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     })
 }
 
+/// The highest tensor rank Burn's optimizer can restore state for.
+const MAX_OPTIMIZER_RANK: usize = 8;
+
+/// Check an optimizer state (burnpack) for what Burn's `ModuleOptimizer::load_record` assumes
+/// and would panic on (each found by fuzzing): every tensor carries its parameter id, is named
+/// `ID.…` after it and is a float; a parameter's tensors share its rank (its `ID.__rank` scalar
+/// when there is one), at most [`MAX_OPTIMIZER_RANK`]. A file this crate wrote always passes.
+fn check_optimizer_pack(bytes: &[u8]) -> std::result::Result<(), String> {
+    use burn::store::burn_pack::Reader;
+    let reader = Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| format!("{e:?}"))?;
+    let mut ranks = std::collections::BTreeMap::new();
+    for (name, value) in reader.scalars() {
+        if let Some(id) = name.strip_suffix(".__rank")
+            && let (Ok(id), Ok(rank)) = (id.parse::<u64>(), usize::try_from(*value))
+        {
+            if rank > MAX_OPTIMIZER_RANK {
+                return Err(format!("`{name}` is {rank} (at most {MAX_OPTIMIZER_RANK})"));
+            }
+            ranks.insert(id, rank);
+        }
+    }
+    for tensor in reader.into_tensors().map_err(|e| format!("{e:?}"))? {
+        let name = &tensor.name;
+        let Some(id) = tensor.param_id else {
+            return Err(format!("tensor `{name}` carries no parameter id"));
+        };
+        if name.split('.').next() != Some(id.to_string().as_str()) {
+            return Err(format!(
+                "tensor `{name}` is not named after its parameter {id}"
+            ));
+        }
+        if !tensor.dtype.is_float() {
+            return Err(format!("tensor `{name}` is not floating point"));
+        }
+        let rank = tensor.shape.num_dims();
+        let expected = *ranks.entry(id).or_insert(rank);
+        if rank != expected || rank > MAX_OPTIMIZER_RANK {
+            return Err(format!(
+                "tensor `{name}` has rank {rank}, its parameter's state rank {expected}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Load the optimizer state saved next to a checkpoint's weights.
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optimizer.bpk");
     let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
+    let corrupt = |reason: String| Error::Checkpoint {
+        path: path.clone(),
+        reason: format!("corrupt optimizer state: {reason}"),
+    };
+    check_optimizer_pack(&bytes).map_err(corrupt)?;
     let record =
         burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| Error::Checkpoint {

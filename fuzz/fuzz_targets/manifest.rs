@@ -1,0 +1,6 @@
+//! See `ddsp::fuzzing::manifest` for what the input is and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ddsp::fuzzing::manifest(data);
+});
