@@ -86,15 +86,15 @@ impl LiveStream {
             )));
         }
         // The renderer's lag, from a stream built only to ask (its blocks are the bridge's).
-        let lag = FrameStream::new(model, temperature, seed, hop)?.lag();
+        let rates = (host_rate, model_rate);
+        let per_call = RateBridge::max_model_per_call(rates, hop, max_block)?;
+        let stream = FrameStream::new(model, temperature, seed, per_call)?;
         let bridge = RateBridge::new(&Plan {
-            rates: (host_rate, model_rate),
+            rates,
             max_block,
             hop,
-            lag,
+            lag: stream.lag(),
         })?;
-        let per_call = bridge.max_model_per_call();
-        let stream = FrameStream::new(model, temperature, seed, per_call)?;
         let source = match conditioning {
             Conditioning::Audio { input_gain } => Source::Audio {
                 features: LiveFeatures::new(features),

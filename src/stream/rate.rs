@@ -56,9 +56,6 @@ impl RateBridge {
     /// [`MAX_HOST_CHUNK`].
     pub(crate) fn new(plan: &Plan) -> Result<Self> {
         let (host, model) = plan.rates;
-        if host == 0 || model == 0 {
-            return Err(Error::Config("sample rates must be positive".into()));
-        }
         let (host_chunk, model_chunk) = chunks(host, model, plan.hop)?;
         let resampler = |from: u32, to: u32, chunk: usize| {
             FftFixedInOut::<f32>::new(from as usize, to as usize, chunk, 1)
@@ -76,7 +73,7 @@ impl RateBridge {
             (Some(down), Some(up))
         };
         let prefill = prefill(plan, host_chunk, model_chunk);
-        let model_per_call = (plan.max_block / host_chunk + 1) * model_chunk;
+        let model_per_call = per_call(plan.max_block, host_chunk, model_chunk);
         let mut bridge = Self {
             down,
             up,
@@ -93,9 +90,16 @@ impl RateBridge {
         Ok(bridge)
     }
 
-    /// Model-rate samples one [`Self::input`] makes at most.
-    pub(crate) fn max_model_per_call(&self) -> usize {
-        self.model_in.capacity()
+    /// Model-rate samples one [`Self::input`] makes at most, for host blocks of at most
+    /// `max_block` samples at `rates` (host, model) and a renderer's `hop`: known before the
+    /// renderer (whose lag the bridge needs) is built.
+    pub(crate) fn max_model_per_call(
+        rates: (u32, u32),
+        hop: usize,
+        max_block: usize,
+    ) -> Result<usize> {
+        let (host_chunk, model_chunk) = chunks(rates.0, rates.1, hop)?;
+        Ok(per_call(max_block, host_chunk, model_chunk))
     }
 
     /// Host samples from a host input sample to the output sample it shows in, when the
@@ -206,6 +210,9 @@ fn push_chunks(
 /// hop save no latency), and even (so the down-resampler's delay is a whole model sample);
 /// shorter than a hop where a hop's chunk would exceed [`MAX_HOST_CHUNK`].
 fn chunks(host: u32, model: u32, hop: usize) -> Result<(usize, usize)> {
+    if host == 0 || model == 0 {
+        return Err(Error::Config("sample rates must be positive".into()));
+    }
     if host == model {
         return Ok((1, 1));
     }
@@ -226,6 +233,11 @@ fn chunks(host: u32, model: u32, hop: usize) -> Result<(usize, usize)> {
             ))
         })?;
     Ok((h * k, m * k))
+}
+
+/// Model-rate samples the chunks completed by one host block of at most `max_block` make.
+fn per_call(max_block: usize, host_chunk: usize, model_chunk: usize) -> usize {
+    (max_block / host_chunk + 1) * model_chunk
 }
 
 fn gcd(a: usize, b: usize) -> usize {
