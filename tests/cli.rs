@@ -1,39 +1,14 @@
 //! The `ddspe2e` example binary end to end (cargo builds examples before running tests).
 
+mod common;
+
+use common::{SMALL, p, temp, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("ddspe2e{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    bin
-}
-
+/// Run the binary (no crash point set); whatever it exits with.
 fn run(args: &[&str]) -> Output {
-    Command::new(binary()).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ddsp-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+    common::command(args, None).output().unwrap()
 }
 
 #[test]
@@ -85,29 +60,6 @@ fn tone_dir(dir: &Path) -> PathBuf {
     std::fs::write(input.join("broken.wav"), b"not audio").unwrap();
     input
 }
-
-const SMALL: &[&str] = &[
-    "--chunk-size",
-    "4096",
-    "--chunk-hop",
-    "2048",
-    "--frame-hop",
-    "128",
-    "--frame-size",
-    "512",
-    "--harmonics",
-    "8",
-    "--rnn-channels",
-    "8",
-    "--decoder-backbone",
-    "gru",
-    "--layers-per-stack",
-    "1",
-    "--eval-every",
-    "2",
-    "--checkpoint-every",
-    "2",
-];
 
 #[test]
 fn preprocess_inspect_and_train() {

@@ -1,5 +1,5 @@
-//! Helpers shared by the tests that run the `ddspe2e` example binary under faults (kills, a
-//! full disk, read-only folders).
+//! Helpers shared by the tests that run the `ddspe2e` example binary: end to end (`cli`) and
+//! under faults (kills, a full disk, read-only folders).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ pub fn killed_after(args: &[&str], delay: Duration) {
 }
 
 pub fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ddsp-fault-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("ddsp-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
