@@ -125,6 +125,10 @@ fn live_process_allocates_nothing() {
         };
         let mut stream =
             LiveStream::new(&model, &features, 1.0, 0, host, max_block, conditioning).unwrap();
+        if host == 44_100 {
+            // The half-precision kernel's path too.
+            stream = stream.with_half_weights();
+        }
         let input: Vec<f32> = (0..4097).map(|i| (i as f32 * 0.05).sin() * 0.4).collect();
         // One block with a NaN (the restart path); every other block plays.
         let mut bad = input.clone();

@@ -44,6 +44,13 @@ impl HostLinear {
         self.weight.n()
     }
 
+    /// Store the weights in half precision (kept in f32 if one is beyond f16's range).
+    fn half_weights(&mut self) {
+        if let Some(w) = self.weight.to_f16() {
+            self.weight = w;
+        }
+    }
+
     /// `y[n, d_out] = x[n, d_in] W + b` (`y` contiguous rows; `x` rows contiguous in their
     /// columns, strided by `x.rs`).
     fn forward(&self, x: Mat, n: usize, y: &mut [f32]) {
@@ -83,6 +90,10 @@ impl HostStack {
 
     fn d_output(&self) -> usize {
         self.layers.last().map_or(self.d_input, |l| l.0.d_out())
+    }
+
+    fn half_weights(&mut self) {
+        self.layers.iter_mut().for_each(|l| l.0.half_weights());
     }
 
     /// `n` rows of `x` through the stack into `out` (`[n, d_output]`); `tmp` holds at least
@@ -172,6 +183,13 @@ impl HostRnnFc {
 
     fn d_output(&self) -> usize {
         self.out.d_output()
+    }
+
+    fn half_weights(&mut self) {
+        self.stacks.iter_mut().for_each(HostStack::half_weights);
+        self.input.half_weights();
+        self.hidden.half_weights();
+        self.out.half_weights();
     }
 
     /// `x: [n, d_in]` -> `y: [n, d_output]`, continuing the GRU state.
@@ -265,6 +283,21 @@ impl FrameDecoder {
             inputs: vec![0.0; max_frames * input_features(delta_features)],
             features: vec![0.0; max_frames * d_out.max(1)],
         })
+    }
+
+    /// This decoder with its weights stored in half precision (IEEE f16, rounded to nearest;
+    /// a layer with a weight beyond f16's range stays f32): half the bytes to read per frame,
+    /// which is what bounds the wide presets' speed, at the cost of rounding every weight to
+    /// 11 significant bits (products and all other maths stay f32). The output then differs
+    /// from the offline render by more than rounding (the README's realtime section gives
+    /// the measured difference).
+    pub fn with_half_weights(mut self) -> Self {
+        match &mut self.backbone {
+            HostBackbone::Mlp(layers, _) => layers.iter_mut().for_each(HostLinear::half_weights),
+            HostBackbone::Gru(g) => g.half_weights(),
+        }
+        self.heads.iter_mut().for_each(HostLinear::half_weights);
+        self
     }
 
     /// Most frames one [`Self::decode`] call takes.

@@ -183,13 +183,36 @@ const PANEL: usize = 16;
 #[repr(C, align(64))]
 struct PanelRow([f32; PANEL]);
 
+/// One row of a panel in half precision (IEEE binary16 bits): half a cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(32))]
+struct HalfRow([u16; PANEL]);
+
+/// The panels of a [`Packed`] matrix, in single or half precision.
+#[derive(Clone, Debug)]
+enum Panels {
+    F32(Vec<PanelRow>),
+    F16(Vec<HalfRow>),
+}
+
+impl Panels {
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(r) => r.len(),
+            Self::F16(r) => r.len(),
+        }
+    }
+}
+
 /// A weight matrix `w[k, n]` (row-major) packed once for [`matmul_packed`]: column panels
 /// of [`PANEL`] columns, panel after panel, each `k` rows of [`PANEL`] values (k-major; the
 /// last panel padded with zeros). A panel's product is one linear read of memory, with the
-/// outputs of a few rows in registers throughout.
+/// outputs of a few rows in registers throughout. The values are stored as f32, or as f16
+/// ([`Packed::to_f16`]: half the bytes to read, each weight rounded to 11 significant bits)
+/// and widened to f32 as they are read; the products are summed in f32 either way.
 #[derive(Clone, Debug)]
 pub(crate) struct Packed {
-    rows: Vec<PanelRow>,
+    panels: Panels,
     k: usize,
     n: usize,
 }
@@ -211,7 +234,43 @@ impl Packed {
                 row.0[..cols].copy_from_slice(&w[j * n + c0..][..cols]);
             }
         }
-        Self { rows, k, n }
+        Self {
+            panels: Panels::F32(rows),
+            k,
+            n,
+        }
+    }
+
+    /// The same matrix stored in half precision (each weight rounded to the nearest f16), or
+    /// `None` when a weight is not finite or beyond f16's range (65504 in magnitude).
+    pub(crate) fn to_f16(&self) -> Option<Self> {
+        let rows = match &self.panels {
+            Panels::F16(_) => return Some(self.clone()),
+            Panels::F32(rows) => rows,
+        };
+        let mut half = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut h = HalfRow([0; PANEL]);
+            for (b, &v) in h.0.iter_mut().zip(&row.0) {
+                let x = half::f16::from_f32(v);
+                if !x.is_finite() {
+                    return None;
+                }
+                *b = x.to_bits();
+            }
+            half.push(h);
+        }
+        Some(Self {
+            panels: Panels::F16(half),
+            k: self.k,
+            n: self.n,
+        })
+    }
+
+    /// Whether the weights are stored in half precision.
+    #[cfg(test)]
+    pub(crate) fn is_f16(&self) -> bool {
+        matches!(self.panels, Panels::F16(_))
     }
 
     /// Rows (inputs).
@@ -222,6 +281,15 @@ impl Packed {
     /// Columns (outputs).
     pub(crate) fn n(&self) -> usize {
         self.n
+    }
+
+    /// Row `j` of panel `p` widened to f32.
+    fn row(&self, p: usize, j: usize) -> [f32; PANEL] {
+        let i = p * self.k + j;
+        match &self.panels {
+            Panels::F32(rows) => rows[i].0,
+            Panels::F16(rows) => rows[i].0.map(|b| half::f16::from_bits(b).to_f32()),
+        }
     }
 }
 
@@ -234,11 +302,19 @@ impl Packed {
 pub(crate) fn matmul_packed(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
     check_packed(y, x, x_rs, w, m);
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above) and the operands were checked to
-        // hold `m` rows.
-        unsafe { avx2::matmul(y, x, x_rs, w, m) };
-        return;
+    match &w.panels {
+        Panels::F32(_) if avx2_fma() => {
+            // SAFETY: the CPU has AVX2 and FMA (checked above) and the operands were checked
+            // to hold `m` rows.
+            unsafe { avx2::matmul::<false>(y, x, x_rs, w, m) };
+            return;
+        }
+        Panels::F16(_) if avx2_fma() && std::arch::is_x86_feature_detected!("f16c") => {
+            // SAFETY: as above, and the CPU has F16C.
+            unsafe { avx2::matmul::<true>(y, x, x_rs, w, m) };
+            return;
+        }
+        _ => {}
     }
     scalar_matmul(y, x, x_rs, w, m);
 }
@@ -254,7 +330,7 @@ pub(crate) fn matmul_packed_scalar(y: &mut [f32], x: &[f32], x_rs: usize, w: &Pa
 fn check_packed(y: &[f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
     let (k, n) = (w.k, w.n);
     assert!(
-        w.rows.len() == n.div_ceil(PANEL) * k
+        w.panels.len() == n.div_ceil(PANEL) * k
             && y.len() >= m * n
             && (m == 0 || k == 0 || x.len() >= (m - 1) * x_rs + k),
         "matmul_packed bounds: y {}, x {} (stride {x_rs}), {m} x {k} x {n}",
@@ -288,10 +364,11 @@ fn scalar_tile<const R: usize>(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed
     for (i, a) in acc.iter_mut().enumerate() {
         a[..cols].copy_from_slice(&y[i * n + c0..][..cols]);
     }
-    for (j, row) in w.rows[p * k..][..k].iter().enumerate() {
+    for j in 0..k {
+        let row = w.row(p, j);
         for (i, a) in acc.iter_mut().enumerate() {
             let xi = x[i * x_rs + j];
-            for (s, wv) in a.iter_mut().zip(&row.0) {
+            for (s, wv) in a.iter_mut().zip(&row) {
                 *s += xi * wv;
             }
         }
@@ -306,20 +383,87 @@ fn scalar_tile<const R: usize>(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed
 /// hide the FMA latency: one row takes four panels, two rows two, more rows one).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{PANEL, Packed};
+    use super::{PANEL, Packed, Panels};
     use std::arch::x86_64::*;
 
-    /// How far ahead of the kernel the weights are prefetched, in panel rows (cache lines)
-    /// per panel: 2 KiB. The layers of a block's frames read about 16 MB of weights once
+    /// How far ahead of the kernel the weights are prefetched, in bytes per panel (32 f32
+    /// panel rows, 64 f16 ones). The layers of a block's frames read about 16 MB of weights once
     /// per block (the paper preset), more than this machine's share of L3 keeps; the
     /// hardware prefetcher alone left the kernel waiting on memory (about 15% slower there,
     /// no faster on weights already in cache).
-    const PREFETCH_ROWS: usize = 32;
+    const PREFETCH_BYTES: usize = 2048;
+
+    /// The kernel on f32 weights (`HALF == false`) or on f16 weights widened as they are
+    /// read (`HALF`).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, and F16C if `HALF`; the weights are stored in the precision
+    /// `HALF` names, and [`super::check_packed`] passed for these operands.
+    pub(super) unsafe fn matmul<const HALF: bool>(
+        y: &mut [f32],
+        x: &[f32],
+        x_rs: usize,
+        w: &Packed,
+        m: usize,
+    ) {
+        let base = match (&w.panels, HALF) {
+            (Panels::F32(rows), false) => rows.as_ptr() as *const u8,
+            (Panels::F16(rows), true) => rows.as_ptr() as *const u8,
+            _ => unreachable!("the caller matched the storage"),
+        };
+        // SAFETY: the caller vouches for the CPU features and the operands.
+        unsafe {
+            if HALF {
+                matmul_f16(y, x, x_rs, w, m, base)
+            } else {
+                matmul_f32(y, x, x_rs, w, m, base)
+            }
+        }
+    }
 
     /// # Safety
-    /// The CPU has AVX2 and FMA, and [`super::check_packed`] passed for these operands.
+    /// As [`matmul`] with f32 weights at `base`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn matmul(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m: usize) {
+    unsafe fn matmul_f32(
+        y: &mut [f32],
+        x: &[f32],
+        x_rs: usize,
+        w: &Packed,
+        m: usize,
+        base: *const u8,
+    ) {
+        // SAFETY: as the caller vouches.
+        unsafe { rows::<false>(y, x, x_rs, w, m, base) }
+    }
+
+    /// # Safety
+    /// As [`matmul`] with f16 weights at `base`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn matmul_f16(
+        y: &mut [f32],
+        x: &[f32],
+        x_rs: usize,
+        w: &Packed,
+        m: usize,
+        base: *const u8,
+    ) {
+        // SAFETY: as the caller vouches.
+        unsafe { rows::<true>(y, x, x_rs, w, m, base) }
+    }
+
+    /// Every row of `x`, four at a time.
+    ///
+    /// # Safety
+    /// As [`matmul`]; `base` points at the panels.
+    #[inline(always)]
+    unsafe fn rows<const HALF: bool>(
+        y: &mut [f32],
+        x: &[f32],
+        x_rs: usize,
+        w: &Packed,
+        m: usize,
+        base: *const u8,
+    ) {
         let n = w.n;
         let full = n / PANEL;
         let panels = n.div_ceil(PANEL);
@@ -331,11 +475,12 @@ mod avx2 {
             unsafe {
                 let y = y.as_mut_ptr().add(r * n);
                 let x = x.as_ptr().add(r * x_rs);
+                let t = (x_rs, full, panels, base);
                 match rows {
-                    1 => tiles::<1, 4>(y, x, x_rs, w, full, panels),
-                    2 => tiles::<2, 2>(y, x, x_rs, w, full, panels),
-                    3 => tiles::<3, 1>(y, x, x_rs, w, full, panels),
-                    _ => tiles::<4, 1>(y, x, x_rs, w, full, panels),
+                    1 => tiles::<1, 4, HALF>(y, x, w, t),
+                    2 => tiles::<2, 2, HALF>(y, x, w, t),
+                    3 => tiles::<3, 1, HALF>(y, x, w, t),
+                    _ => tiles::<4, 1, HALF>(y, x, w, t),
                 }
             }
         }
@@ -345,24 +490,25 @@ mod avx2 {
     ///
     /// # Safety
     /// As [`tile`], for every panel below `panels`; the first `full` panels are full.
+    /// `t`: `x`'s row stride, the number of full panels, of all panels, and the panels'
+    /// address.
     #[inline(always)]
-    unsafe fn tiles<const R: usize, const P: usize>(
+    unsafe fn tiles<const R: usize, const P: usize, const HALF: bool>(
         y: *mut f32,
         x: *const f32,
-        x_rs: usize,
         w: &Packed,
-        full: usize,
-        panels: usize,
+        t: (usize, usize, usize, *const u8),
     ) {
+        let (x_rs, full, panels, base) = t;
         let mut p = 0;
         while p + P <= full {
             // SAFETY: panels `p..p + P` exist (`p + P <= full <= panels`).
-            unsafe { tile::<R, P>(y, x, x_rs, w, p) };
+            unsafe { tile::<R, P, HALF>(y, x, x_rs, w, p, base) };
             p += P;
         }
         while p < panels {
             // SAFETY: panel `p` exists.
-            unsafe { tile::<R, 1>(y, x, x_rs, w, p) };
+            unsafe { tile::<R, 1, HALF>(y, x, x_rs, w, p, base) };
             p += 1;
         }
     }
@@ -371,22 +517,26 @@ mod avx2 {
     /// summed in the order of `k` with one FMA per term.
     ///
     /// # Safety
-    /// AVX2 and FMA; `y` points at `R` rows of `w.n` values, `x` at `R` rows of `w.k` values
-    /// `x_rs` apart; panels `p..p + P` exist and all but possibly the last are full.
+    /// AVX2 and FMA (and F16C if `HALF`); `y` points at `R` rows of `w.n` values, `x` at
+    /// `R` rows of `w.k` values `x_rs` apart; `base` at `w`'s panels, stored as `HALF` says;
+    /// panels `p..p + P` exist and all but possibly the last are full.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const P: usize>(
+    unsafe fn tile<const R: usize, const P: usize, const HALF: bool>(
         y: *mut f32,
         x: *const f32,
         x_rs: usize,
         w: &Packed,
         p: usize,
+        base: *const u8,
     ) {
         let (k, n) = (w.k, w.n);
+        // Bytes per panel row.
+        let row = if HALF { 2 * PANEL } else { 4 * PANEL };
         // SAFETY: the panel rows read are `(p + q) k + j` for `q < P`, `j < k`, inside
-        // `w.rows` (`panels k` rows); `y` and `x` are read and written inside the rows the
+        // the panels (`panels k` rows); `y` and `x` are read and written inside the rows the
         // caller vouches for, a partial panel's columns through a stack copy.
         unsafe {
-            let base = w.rows.as_ptr().add(p * k) as *const f32;
+            let base = base.add(p * k * row);
             // `acc[q][i]`: panel `p + q`, row `i`, two vectors of eight columns.
             let mut acc = [[[_mm256_setzero_ps(); 2]; R]; P];
             for (q, acc) in acc.iter_mut().enumerate() {
@@ -408,7 +558,7 @@ mod avx2 {
             for j in 0..k {
                 for q in 0..P {
                     // A prefetch never faults: past the end of the weights it is only wasted.
-                    let ahead = base.wrapping_add((q * k + j + PREFETCH_ROWS) * PANEL);
+                    let ahead = base.wrapping_add((q * k + j) * row + PREFETCH_BYTES);
                     _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
                 }
                 let mut a = [_mm256_setzero_ps(); R];
@@ -416,9 +566,17 @@ mod avx2 {
                     *a = _mm256_broadcast_ss(&*x.add(i * x_rs + j));
                 }
                 for (q, acc) in acc.iter_mut().enumerate() {
-                    let wp = base.add((q * k + j) * PANEL);
-                    let w0 = _mm256_load_ps(wp);
-                    let w1 = _mm256_load_ps(wp.add(8));
+                    let wp = base.add((q * k + j) * row);
+                    let (w0, w1) = if HALF {
+                        let h = wp as *const __m128i;
+                        (
+                            _mm256_cvtph_ps(_mm_load_si128(h)),
+                            _mm256_cvtph_ps(_mm_load_si128(h.add(1))),
+                        )
+                    } else {
+                        let f = wp as *const f32;
+                        (_mm256_load_ps(f), _mm256_load_ps(f.add(8)))
+                    };
                     for (acc, a) in acc.iter_mut().zip(a) {
                         acc[0] = _mm256_fmadd_ps(a, w0, acc[0]);
                         acc[1] = _mm256_fmadd_ps(a, w1, acc[1]);

@@ -953,8 +953,56 @@ fn packed_matmul_matches_naive_product() {
                 let mut y = y0.clone();
                 matmul_packed_scalar(&mut y, &x, x_rs, &packed, m);
                 assert_close(&y, &reference, 1e-5, &format!("{what} (scalar)"));
+
+                // In half precision: the product of the weights rounded to f16.
+                let half = packed.to_f16().expect("weights within f16's range");
+                assert!(half.is_f16() && !packed.is_f16());
+                let mut reference = vec![0.0f64; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|t| {
+                                let wh = half::f16::from_f32(w[t * n + j]).to_f64();
+                                x[i * x_rs + t] as f64 * wh
+                            })
+                            .sum();
+                        reference[i * n + j] = y0[i * n + j] as f64 + dot;
+                    }
+                }
+                let mut y = y0.clone();
+                matmul_packed(&mut y, &x, x_rs, &half, m);
+                assert_close(&y, &reference, 1e-5, &format!("{what} (f16)"));
+                let mut y = y0.clone();
+                matmul_packed_scalar(&mut y, &x, x_rs, &half, m);
+                assert_close(&y, &reference, 1e-5, &format!("{what} (f16, scalar)"));
             }
         }
+    }
+}
+
+/// Half-precision packing rounds to the nearest f16 (ties to even) and refuses weights it
+/// cannot hold: beyond 65504 in magnitude (above the rounding midpoint to infinity), or not
+/// finite.
+#[test]
+fn packed_f16_rounds_to_nearest_and_refuses_what_it_cannot_hold() {
+    use super::host::{Packed, matmul_packed};
+    // f16 has 10 fraction bits: spacing 2^-10 in [1, 2). 1 + 2^-11 is a tie (to even: 1),
+    // 1 + 3 * 2^-11 is a tie to 1 + 2^-9 (even), 1 + 2^-11 + 2^-20 rounds up.
+    let cases: [(f32, f32); 5] = [
+        (1.0 + 2f32.powi(-11), 1.0),
+        (1.0 + 3.0 * 2f32.powi(-11), 1.0 + 2f32.powi(-9)),
+        (1.0 + 2f32.powi(-11) + 2f32.powi(-20), 1.0 + 2f32.powi(-10)),
+        (65504.0, 65504.0),
+        (-3.0e-8, -2f32.powi(-24)),
+    ];
+    for (w, rounded) in cases {
+        let packed = Packed::new(&[w], 1, 1).to_f16().expect("in range");
+        let mut y = [0.0f32];
+        matmul_packed(&mut y, &[1.0], 1, &packed, 1);
+        assert_eq!(y[0], rounded, "{w}");
+    }
+    for w in [65520.0, -1.0e5, f32::NAN, f32::INFINITY] {
+        assert!(Packed::new(&[0.5, w], 1, 2).to_f16().is_none(), "{w}");
     }
 }
 

@@ -137,18 +137,32 @@ impl LiveStream {
         )
     }
 
+    /// This stream with the decoder's weights in half precision
+    /// ([`FrameStream::with_half_weights`]).
+    pub fn with_half_weights(mut self) -> Self {
+        self.stream = self.stream.with_half_weights();
+        self
+    }
+
     /// Host samples between an input sample and the output it shapes, rounded up: the
     /// resamplers' chunks and filter delays plus the renderer's lag (a frame hop, or the
     /// noise filter's centring delay if longer). Block sizes add nothing. The value to report
-    /// to a host for latency compensation.
+    /// to a host for latency compensation. In synth mode the input is not resampled, so the
+    /// down-resampler's filter delay is not part of it: the output is then the render of the
+    /// note player's frames this many samples late.
     pub fn latency_samples(&self) -> usize {
-        self.bridge.latency_exact().ceil() as usize
+        self.latency_exact().ceil() as usize
     }
 
     /// The exact latency in seconds (for host chunks of odd length, as at 44.1 kHz, half a
     /// sample less than [`Self::latency_samples`]).
     pub fn latency_seconds(&self) -> f64 {
-        self.bridge.latency_exact() / self.host_rate as f64
+        self.latency_exact() / self.host_rate as f64
+    }
+
+    fn latency_exact(&self) -> f64 {
+        let audio_in = matches!(self.source, Source::Audio { .. });
+        self.bridge.latency_exact(audio_in)
     }
 
     /// The host sample rate, Hz.

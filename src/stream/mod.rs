@@ -118,6 +118,14 @@ impl FrameStream {
         Self::new(inner, model.temperature(), model.config().seed, max_block)
     }
 
+    /// This stream with the decoder's weights in half precision
+    /// ([`FrameDecoder::with_half_weights`]): faster where reading the weights bounds the
+    /// speed (the wide presets), no longer the offline render to rounding.
+    pub fn with_half_weights(mut self) -> Self {
+        self.decoder = self.decoder.with_half_weights();
+        self
+    }
+
     /// Samples per frame.
     pub fn hop(&self) -> usize {
         self.hop

@@ -106,14 +106,19 @@ impl RateBridge {
     /// renderer between adds nothing but its lag: the prefill plus the two resamplers' filter
     /// delays (rubato centres its filter at `floor(N / 2)` input samples): `floor(host_chunk /
     /// 2)` host samples down and `model_chunk / 2` model samples (`host_chunk / 2` host
-    /// samples) up. A half sample when the host chunk is odd (44.1 kHz).
-    pub(crate) fn latency_exact(&self) -> f64 {
-        let resamplers = if self.down.is_some() {
-            (self.host_chunk / 2) as f64 + self.host_chunk as f64 / 2.0
+    /// samples) up. A half sample when the host chunk is odd (44.1 kHz). Without
+    /// `input_resampled` (a renderer clocked by [`Self::input_count`], whose input never goes
+    /// through the down-resampler), its filter delay is left out.
+    pub(crate) fn latency_exact(&self, input_resampled: bool) -> f64 {
+        if self.down.is_none() {
+            return self.prefill as f64;
+        }
+        let down = if input_resampled {
+            (self.host_chunk / 2) as f64
         } else {
             0.0
         };
-        self.prefill as f64 + resamplers
+        self.prefill as f64 + down + self.host_chunk as f64 / 2.0
     }
 
     /// Silence in every FIFO and resampler, the output FIFO primed with the prefill.
@@ -289,7 +294,7 @@ mod tests {
             (22_050, 16_000),
         ] {
             let mut b = bridge(host, model, 517, 1, 0);
-            let latency = b.latency_exact();
+            let latency = b.latency_exact(true);
             let freq = 1000.0f64;
             let total = host as usize;
             let tone =
