@@ -165,6 +165,10 @@ pub struct Config {
     pub control_smoothing_alpha: f64,
     /// FIR smoothing length, frames.
     pub control_smoothing_fir_size: usize,
+    /// Biquad smoothing cutoff, Hz (below half the frame rate).
+    pub control_smoothing_cutoff_hz: f64,
+    /// Biquad smoothing quality factor (0.7071: Butterworth).
+    pub control_smoothing_q: f64,
     /// Control streams to smooth.
     pub control_smoothing_targets: Vec<SmoothingTarget>,
 
@@ -308,6 +312,8 @@ impl Default for Config {
             control_smoothing: ControlSmoothing::Off,
             control_smoothing_alpha: 0.8,
             control_smoothing_fir_size: 5,
+            control_smoothing_cutoff_hz: 10.0,
+            control_smoothing_q: std::f64::consts::FRAC_1_SQRT_2,
             control_smoothing_targets: vec![
                 SmoothingTarget::HarmonicGain,
                 SmoothingTarget::NoiseGain,

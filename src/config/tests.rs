@@ -199,6 +199,20 @@ const BROKEN: &[(&[(&str, &str)], &str)] = &[
         &[("control-smoothing-fir-size", "0")],
         "controlSmoothingFirSize",
     ),
+    (
+        &[
+            ("control-smoothing", "biquad"),
+            ("control-smoothing-cutoff-hz", "40"),
+        ],
+        "controlSmoothingCutoffHz",
+    ),
+    (
+        &[
+            ("control-smoothing", "biquad"),
+            ("control-smoothing-q", "0"),
+        ],
+        "controlSmoothingQ",
+    ),
     (&[("lr", "0")], "lr"),
     (&[("lr-min", "0.1")], "lrMin"),
     (&[("lr-min", "-1")], "lrMin"),

@@ -57,6 +57,10 @@ impl Config {
             .with_mode(self.control_smoothing)
             .with_alpha(self.control_smoothing_alpha)
             .with_fir_size(self.control_smoothing_fir_size)
+            .with_cutoff(
+                self.control_smoothing_cutoff_hz * self.frame_hop as f64 / self.sample_rate,
+            )
+            .with_q(self.control_smoothing_q)
             .with_targets(self.control_smoothing_targets.clone());
         SynthConfig::new(harmonic)
             .with_noise(Some(noise))

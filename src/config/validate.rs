@@ -1,6 +1,6 @@
 //! [`Config::validate`]: every rule, reported with the option's name.
 
-use super::Config;
+use super::{Config, ControlSmoothing};
 use crate::error::{Error, Result};
 use crate::features::audio::SAMPLE_RATE_RANGE;
 
@@ -161,6 +161,22 @@ impl Config {
             self.control_smoothing_fir_size,
             1,
         );
+        let frame_rate = self.sample_rate / self.frame_hop.max(1) as f64;
+        let cutoff = self.control_smoothing_cutoff_hz;
+        let biquad = self.control_smoothing == ControlSmoothing::Biquad;
+        if biquad && !(cutoff > 0.0 && cutoff < frame_rate / 2.0) {
+            v.fail(
+                "controlSmoothingCutoffHz",
+                format!(
+                    "must be above 0 and below half the frame rate ({} Hz at sampleRate {} \
+                     and frameHop {}), got {cutoff}",
+                    frame_rate / 2.0,
+                    self.sample_rate,
+                    self.frame_hop
+                ),
+            );
+        }
+        v.finite_positive("controlSmoothingQ", self.control_smoothing_q);
 
         v.finite_positive("lr", self.lr);
         v.finite_non_negative("lrMin", self.lr_min);

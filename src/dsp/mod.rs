@@ -711,6 +711,37 @@ pub fn onepole_kernel(a: f64) -> Vec<f32> {
     w.into_iter().map(|v| (v / sum) as f32).collect()
 }
 
+/// Truncated, renormalised impulse response of a second-order low-pass (the RBJ audio-EQ
+/// cookbook's biquad, bilinear transform with the cutoff prewarped) at `cutoff` cycles per
+/// frame (below 0.5) and quality `q` (`1/sqrt(2)`: Butterworth, -3 dB at the cutoff, no
+/// overshoot): the FIR form of its recursion, up to the last tap above `1e-3` of the peak
+/// (at most 512 taps), scaled to a DC gain of exactly 1.
+pub fn biquad_lowpass_kernel(cutoff: f64, q: f64) -> Vec<f32> {
+    let w0 = std::f64::consts::TAU * cutoff;
+    let alpha = w0.sin() / (2.0 * q);
+    let cos = w0.cos();
+    let a0 = 1.0 + alpha;
+    let b = [(1.0 - cos) / 2.0, 1.0 - cos, (1.0 - cos) / 2.0].map(|v| v / a0);
+    let a = [-2.0 * cos / a0, (1.0 - alpha) / a0];
+    // The recursion driven by a unit impulse.
+    let (mut x1, mut x2, mut y1, mut y2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let h: Vec<f64> = (0..512)
+        .map(|k| {
+            let x = if k == 0 { 1.0 } else { 0.0 };
+            let y = b[0] * x + b[1] * x1 + b[2] * x2 - a[0] * y1 - a[1] * y2;
+            (x2, x1, y2, y1) = (x1, x, y1, y);
+            y
+        })
+        .collect();
+    let peak = h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let len = h
+        .iter()
+        .rposition(|v| v.abs() >= 1e-3 * peak)
+        .map_or(1, |i| i + 1);
+    let sum: f64 = h[..len].iter().sum();
+    h[..len].iter().map(|v| (v / sum) as f32).collect()
+}
+
 /// Causal FIR smoothing along frames: `y[t] = sum_k w[k] x[t - k]`, the first frame held
 /// before the start. `[B, F, C]` -> `[B, F, C]`; a kernel of at most one tap is the identity.
 pub fn causal_smooth(x: Tensor<3>, kernel: &[f32]) -> Tensor<3> {

@@ -1031,3 +1031,52 @@ fn dot_products_match_the_sum() {
         }
     }
 }
+
+/// The biquad smoothing kernel has the frequency response of the RBJ cookbook's low-pass
+/// transfer function `H(z) = (b0 + b1 z^-1 + b2 z^-2) / (a0 + a1 z^-1 + a2 z^-2)`, evaluated
+/// here from the published coefficients (not by running the recursion): 1 at DC, -3 dB at the
+/// cutoff for Q = 1/sqrt(2), and the cookbook's gain at other frequencies and Q, within the
+/// truncation of the tail (1e-3 of the peak).
+#[test]
+fn biquad_kernel_has_the_cookbook_lowpass_response() {
+    use std::f64::consts::{FRAC_1_SQRT_2, TAU};
+    let gain = |h: &[f32], f: f64| {
+        let (re, im) = h.iter().enumerate().fold((0.0, 0.0), |(re, im), (k, &v)| {
+            let w = TAU * f * k as f64;
+            (re + v as f64 * w.cos(), im - v as f64 * w.sin())
+        });
+        (re * re + im * im).sqrt()
+    };
+    for (cutoff, q) in [(0.08, FRAC_1_SQRT_2), (0.02, FRAC_1_SQRT_2), (0.15, 2.0)] {
+        let h = super::biquad_lowpass_kernel(cutoff, q);
+        assert!(h.len() > 3 && h.len() <= 512, "{} taps", h.len());
+        let w0 = TAU * cutoff;
+        let alpha = w0.sin() / (2.0 * q);
+        let (b0, b1, b2) = (
+            (1.0 - w0.cos()) / 2.0,
+            1.0 - w0.cos(),
+            (1.0 - w0.cos()) / 2.0,
+        );
+        let (a0, a1, a2) = (1.0 + alpha, -2.0 * w0.cos(), 1.0 - alpha);
+        let cookbook = |f: f64| {
+            let z = |c: [f64; 3]| {
+                let w = TAU * f;
+                let re = c[0] + c[1] * w.cos() + c[2] * (2.0 * w).cos();
+                let im = -c[1] * w.sin() - c[2] * (2.0 * w).sin();
+                (re * re + im * im).sqrt()
+            };
+            z([b0, b1, b2]) / z([a0, a1, a2])
+        };
+        for f in [0.0, cutoff / 2.0, cutoff, 2.0 * cutoff, 0.45] {
+            let (got, want) = (gain(&h, f), cookbook(f));
+            assert!(
+                (got - want).abs() < 5e-3,
+                "cutoff {cutoff}, q {q}, f {f}: {got} vs {want}"
+            );
+        }
+        assert!((gain(&h, 0.0) - 1.0).abs() < 1e-6);
+        if q == FRAC_1_SQRT_2 {
+            assert!((gain(&h, cutoff) - FRAC_1_SQRT_2).abs() < 5e-3);
+        }
+    }
+}

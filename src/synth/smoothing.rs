@@ -17,6 +17,8 @@ pub enum ControlSmoothing {
     Onepole,
     /// Causal moving-average FIR of `fir_size` frames.
     Fir,
+    /// Second-order low-pass (biquad) at `cutoff` cycles per frame, quality `q`.
+    Biquad,
 }
 
 /// Which control streams are smoothed (`controlSmoothingTargets`).
@@ -43,6 +45,12 @@ pub struct SmoothingConfig {
     /// FIR smoothing length, frames.
     #[config(default = 5)]
     pub fir_size: usize,
+    /// Biquad cutoff, cycles per frame (below 0.5).
+    #[config(default = 0.08)]
+    pub cutoff: f64,
+    /// Biquad quality factor (`1/sqrt(2)`: Butterworth).
+    #[config(default = "std::f64::consts::FRAC_1_SQRT_2")]
+    pub q: f64,
     /// Streams to smooth.
     #[config(default = "vec![SmoothingTarget::HarmonicGain, SmoothingTarget::NoiseGain]")]
     pub targets: Vec<SmoothingTarget>,
@@ -55,6 +63,7 @@ impl SmoothingConfig {
             ControlSmoothing::Off => Vec::new(),
             ControlSmoothing::Onepole => dsp::onepole_kernel(self.alpha),
             ControlSmoothing::Fir => vec![1.0 / self.fir_size as f32; self.fir_size],
+            ControlSmoothing::Biquad => dsp::biquad_lowpass_kernel(self.cutoff, self.q),
         };
         ControlSmoother {
             kernel,

@@ -434,10 +434,11 @@ fn frame_controls_in_pieces_equal_get_controls() {
         ControlSmoothing::Off,
         ControlSmoothing::Onepole,
         ControlSmoothing::Fir,
+        ControlSmoothing::Biquad,
     ];
     for (i, harmonic) in harmonic_scalings.into_iter().enumerate() {
         for noise in [NoiseScaling::ExpSigmoid, NoiseScaling::SigmoidGain] {
-            let mode = smoothing_modes[i % 3];
+            let mode = smoothing_modes[i % smoothing_modes.len()];
             let config = SynthConfig::new(
                 HarmonicConfig::new(sr, 64)
                     .with_scaling(harmonic)
