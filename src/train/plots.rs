@@ -42,6 +42,12 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
+/// The colour of series `i` in every plot, as CSS hex (`#1f77b4`), for legends outside them.
+pub fn color_hex(i: usize) -> String {
+    let RGBColor(r, g, b) = color(i);
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
 /// Draw a figure of `size` pixels and encode it as PNG bytes.
 pub fn png_bytes(size: (u32, u32), draw: impl FnOnce(&Area) -> Drawn) -> Result<Vec<u8>> {
     ensure_font();
