@@ -385,7 +385,6 @@ pub fn loss_label(column: &str) -> String {
     }
 }
 
-const TRAIN_TITLE: &str = "training loss: faint every step, solid smoothed (EMA)";
 const VAL_TITLE: &str = "validation: the paper's multi-scale spectral loss";
 
 fn labelled(series: &Option<Vec<Series>>) -> Vec<Series> {
@@ -396,7 +395,8 @@ fn labelled(series: &Option<Vec<Series>>) -> Vec<Series> {
         .collect()
 }
 
-fn loss_panels(train: &[Series], val: &[Series]) -> Result<Vec<u8>> {
+/// The training panel above (`train_title`, smoothed), the validation panel below.
+fn loss_panels(train_title: &str, train: &[Series], val: &[Series]) -> Result<Vec<u8>> {
     png_bytes((1000, 760), |root| {
         let (top, bottom) = root.split_vertically(400);
         let chart = |title, smooth| Chart {
@@ -406,7 +406,8 @@ fn loss_panels(train: &[Series], val: &[Series]) -> Result<Vec<u8>> {
             log_y: true,
             smooth,
         };
-        line_chart(&top, &chart(TRAIN_TITLE, true), train)?;
+        let title = format!("{train_title}: faint every step, solid smoothed (EMA)");
+        line_chart(&top, &chart(&title, true), train)?;
         line_chart(&bottom, &chart(VAL_TITLE, false), val)?;
         Ok(())
     })
@@ -415,7 +416,11 @@ fn loss_panels(train: &[Series], val: &[Series]) -> Result<Vec<u8>> {
 /// One run's loss curves as PNG bytes: every training term (raw and smoothed) above, the
 /// validation loss below.
 pub fn loss_curves_png(logs: &LossLogs) -> Result<Vec<u8>> {
-    loss_panels(&labelled(&logs.train), &labelled(&logs.val))
+    loss_panels(
+        "training loss",
+        &labelled(&logs.train),
+        &labelled(&logs.val),
+    )
 }
 
 /// Several runs' loss curves overlaid, one colour per run: the training `total` (raw and
@@ -429,7 +434,11 @@ pub fn loss_overlay_png(runs: &[(String, LossLogs)]) -> Result<Vec<u8>> {
             })
             .collect()
     };
-    loss_panels(&pick(false, "total"), &pick(true, "spectral_paper"))
+    loss_panels(
+        "total training loss",
+        &pick(false, "total"),
+        &pick(true, "spectral_paper"),
+    )
 }
 
 /// Loss curves from the run's `train.csv` and `val.csv` in `logs`, written to `out`.

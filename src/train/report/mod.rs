@@ -448,7 +448,11 @@ impl Page {
         if differing.is_empty() {
             html.push_str(&html::note("All runs have the same settings."));
         } else {
-            html.push_str(&format!("<h4>{} settings differ</h4>", differing.len()));
+            html.push_str(&format!(
+                "<h4>{} differ{}</h4>",
+                plural(differing.len(), "setting"),
+                if differing.len() == 1 { "s" } else { "" }
+            ));
             html.push_str(&format!(
                 "<div class=\"wide\">{}</div>",
                 self.runs_table(differing, true)
@@ -625,6 +629,11 @@ fn player(label: &str, audio: &Result<crate::features::audio::Decoded>) -> Strin
         Ok(wav) => html::wav_player(label, &wav),
         Err(why) => html::unreadable(label, &why),
     }
+}
+
+/// `1 setting`, `2 settings`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `YYYY-MM-DD HH:MM` of a Unix time.

@@ -33,8 +33,10 @@ fn sine(hz: f32, n: usize) -> Vec<f32> {
 /// control statistics, renders at three steps (two clips each) and an evaluation.
 fn full_run(root: &Path, name: &str, lr: f64) -> PathBuf {
     let dir = root.join(name);
-    let mut config = crate::Config::default();
-    config.lr = lr;
+    let config = crate::Config {
+        lr,
+        ..Default::default()
+    };
     config
         .write_json(&dir.join("resolved_config.json"))
         .unwrap();
@@ -304,7 +306,7 @@ fn several_runs_are_side_by_side_with_their_losses_overlaid() {
         plots::color_hex(1)
     )));
     // The one differing setting is listed and highlighted.
-    assert!(html.contains("<h4>1 settings differ</h4>"));
+    assert!(html.contains("<h4>1 setting differs</h4>"));
     assert!(html.contains("<tr class=\"differs\"><th>lr</th><td>0.003</td><td>0.001</td></tr>"));
     // Two runs of the same folder name are told apart by their paths.
     let other = full_run(&tmp.0.join("elsewhere"), "a", 0.003);
