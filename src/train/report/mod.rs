@@ -327,8 +327,8 @@ impl Page {
                     )),
                 },
                 _ => cell.push_str(&html::not_recorded(
-                    "control statistics (no logs/controls.csv: a run from before they were \
-                     logged, or stopped before its first step)",
+                    "control statistics (no logs/controls.csv: a dry run, a run from before \
+                     they were logged, or one stopped before its first step)",
                 )),
             }
             Ok(cell)
