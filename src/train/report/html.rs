@@ -157,6 +157,8 @@ tr.differs td, tr.differs th { background: #fff3cd; }
 audio { width: 100%; height: 34px; }
 details summary { cursor: pointer; color: #2b5fb4; margin: 8px 0; }
 .wide { overflow-x: auto; }
+code { font: 13px ui-monospace, "DejaVu Sans Mono", monospace; background: #f0f2f6;
+  padding: 0 3px; border-radius: 3px; }
 "#;
 
 #[cfg(test)]

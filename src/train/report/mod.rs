@@ -112,6 +112,8 @@ const SECTIONS: [(&str, &str); 7] = [
 ];
 
 impl Page {
+    /// The page. Each section gives its lead paragraph (static HTML, no run data) and its
+    /// content.
     fn html(&self) -> Result<String> {
         let names: Vec<&str> = self.runs.iter().map(|(n, _)| n.as_str()).collect();
         let title = format!("ddsp report: {}", names.join(", "));
@@ -131,7 +133,7 @@ impl Page {
                 if lead.is_empty() {
                     String::new()
                 } else {
-                    format!("<p class=\"lead\">{}</p>", html::escape(&lead))
+                    format!("<p class=\"lead\">{lead}</p>")
                 }
             ));
         }
@@ -262,7 +264,7 @@ impl Page {
         let lead = "Training losses per step from logs/train.csv, drawn faint, with a \
                     TensorBoard-style smoothed line (an exponential moving average, debiased) \
                     on top. The spectral loss is two terms, each summed over the FFT sizes: \
-                    `spectral` compares linear magnitudes, `logmag` log magnitudes; `total` is \
+                    <code>spectral</code> compares linear magnitudes, <code>logmag</code> log magnitudes; <code>total</code> is \
                     their weighted sum with any other terms. Validation (logs/val.csv) is the \
                     paper's multi-scale spectral loss on the validation chunks, whatever the \
                     training objective.";
@@ -348,11 +350,11 @@ impl Page {
     }
 
     fn evals(&self) -> (String, String) {
-        let lead = "Summaries of `ddspe2e eval` (eval/*/metrics.json).";
+        let lead = "Summaries of <code>ddspe2e eval</code> (eval/*/metrics.json).";
         let html = self.columns(|run| {
             if run.evals.is_empty() {
                 return Ok(html::not_recorded(
-                    "evaluations (no eval/*/metrics.json; `ddspe2e eval --run RUN` writes one)",
+                    "evaluations (no eval/*/metrics.json: ddspe2e eval --run RUN writes one)",
                 ));
             }
             let mut cell = String::new();
