@@ -166,7 +166,41 @@ fn preprocess_inspect_and_train() {
         "{}",
         text(&o)
     );
+    report_on_real_runs(&runs);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `report` on the runs a real (tiny) training wrote: one run to its own folder, two side by
+/// side to `--out`; a folder that is no run, and two runs without `--out`, are errors.
+fn report_on_real_runs(runs: &Path) {
+    let (m2, dry) = (runs.join("m2"), runs.join("dry"));
+    let o = run(&["report", p(&m2)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let page = m2.join("report.html");
+    assert!(text(&o).contains(p(&page)), "{}", text(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<audio controls") && html.contains("data:image/png;base64,"));
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    let out = runs.join("both.html");
+    let o = run(&["report", p(&m2), p(&dry), "--out", p(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("--columns:2"), "a column per run");
+    // A dry run has no decoder: no control statistics.
+    assert!(html.contains("not recorded: control statistics"));
+    let o = run(&["report", p(&m2), p(&dry)]);
+    assert!(
+        !o.status.success() && text(&o).contains("--out"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["report", p(runs)]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{}: not a run directory", p(runs))),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

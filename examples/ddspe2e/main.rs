@@ -147,6 +147,16 @@ enum Cmd {
     Render(render::RenderArgs),
     /// Score a model's renders (or any render/target pair) with magenta's metrics.
     Eval(eval::EvalArgs),
+    /// Write one self-contained HTML page on one or more runs: loss curves, validation and
+    /// control statistics, spectrograms and players for the renders, eval metrics, config.
+    Report {
+        /// Run directories; several are shown side by side, their losses overlaid.
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        /// The HTML file to write (default: RUN/report.html for one run; required for several).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Write the resolved configuration (defaults < --config < flags) as JSON.
     DumpConfig {
         /// Where to write the JSON (stdout when omitted).
@@ -383,6 +393,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Render(args) => render::render(&args)?,
         Cmd::Eval(args) => eval::eval(&args)?,
+        Cmd::Report { runs, out } => {
+            let path = ddsp::train::report::write_report(&runs, out.as_deref())?;
+            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            println!("wrote {} ({:.1} MB)", path.display(), bytes as f64 / 1e6);
+        }
         Cmd::DumpConfig { output, config } => {
             let config = config.resolve()?;
             match output {

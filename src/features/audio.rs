@@ -659,22 +659,42 @@ pub fn load_audio_at_least(
 /// Mono `f32` samples as the bytes of a 32-bit float WAV file (see [`write_wav`] to write
 /// one).
 pub fn wav_bytes(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
+    encode_wav(samples, sample_rate, 32)
+}
+
+/// Mono `f32` samples as the bytes of a 16-bit PCM WAV file, half the size of
+/// [`wav_bytes`]' (for embedding: every browser plays it); samples beyond -1..=1 are clipped.
+pub fn wav_bytes_16bit(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
+    encode_wav(samples, sample_rate, 16)
+}
+
+/// `bits` 32: float samples; 16: integer samples.
+fn encode_wav(samples: &[f32], sample_rate: u32, bits: u16) -> Result<Vec<u8>> {
+    let float = bits == 32;
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
+        bits_per_sample: bits,
+        sample_format: if float {
+            hound::SampleFormat::Float
+        } else {
+            hound::SampleFormat::Int
+        },
     };
+    let encode = |e: hound::Error| Error::Encode(format!("WAV: {e}"));
     let mut cursor = std::io::Cursor::new(Vec::new());
     {
-        let mut w = hound::WavWriter::new(&mut cursor, spec)
-            .map_err(|e| Error::Encode(format!("WAV: {e}")))?;
+        let mut w = hound::WavWriter::new(&mut cursor, spec).map_err(encode)?;
         for &s in samples {
-            w.write_sample(s)
-                .map_err(|e| Error::Encode(format!("WAV: {e}")))?;
+            if float {
+                w.write_sample(s).map_err(encode)?;
+            } else {
+                // NaN becomes 0 (`as` saturates and maps NaN to 0).
+                w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                    .map_err(encode)?;
+            }
         }
-        w.finalize()
-            .map_err(|e| Error::Encode(format!("WAV: {e}")))?;
+        w.finalize().map_err(encode)?;
     }
     Ok(cursor.into_inner())
 }

@@ -12,6 +12,7 @@ mod eval;
 mod optim;
 pub mod plots;
 mod profile;
+pub mod report;
 mod run;
 mod step;
 mod trainer;
@@ -23,7 +24,7 @@ pub use profile::{Phase, PhaseProfiler};
 pub use run::{
     CheckpointState, RunDir, RunMeta, RunStatus, check_run_name, default_run_name, find_checkpoint,
     holds_a_run, load_optimizer, read_meta, read_state, remove_run, step_label, unix_now,
-    unverified_note, verify_checksum,
+    unverified_note, utc_fields, verify_checksum,
 };
 pub use step::{StepOutcome, StepRunner, adam, forward_batch};
 

@@ -125,9 +125,14 @@ pub fn unix_now() -> u64 {
 
 /// `run-YYYYMMDD-HHMMSS` in UTC.
 pub fn default_run_name() -> String {
-    let secs = unix_now();
+    let [y, m, d, h, min, sec] = utc_fields(unix_now());
+    format!("run-{y:04}{m:02}{d:02}-{h:02}{min:02}{sec:02}")
+}
+
+/// Year, month, day, hour, minute and second (UTC) of `secs` seconds since the Unix epoch.
+pub fn utc_fields(secs: u64) -> [i64; 6] {
     let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
+    let rem = (secs % 86_400) as i64;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -138,12 +143,7 @@ pub fn default_run_name() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    [y, m, d, rem / 3600, (rem / 60) % 60, rem % 60]
 }
 
 /// A run name must be a plain folder name inside the runs directory: not empty, not `.` or

@@ -475,6 +475,7 @@ impl<'a> Trainer<'a> {
             plots::plot_spectrograms(
                 &to_vec(batch.audio.clone())[..n],
                 &to_vec(audio.audio)[..n],
+                config.sample_rate,
                 &dir.join("spectrogram.png"),
             )?;
         }
