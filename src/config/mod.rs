@@ -24,7 +24,8 @@ pub use crate::decoder::DecoderBackbone;
 pub use crate::dsp::AmpResample;
 pub use crate::loss::{LoudnessLossMode, SpectralLogForm, SpectralLossMode};
 pub use crate::synth::{
-    ControlSmoothing, HarmonicScaling as HarmonicHeadMode, ReverbMode, SmoothingTarget,
+    ControlResidual, ControlSmoothing, HarmonicScaling as HarmonicHeadMode, ReverbMode,
+    SmoothingTarget,
 };
 pub use flags::{OptionSpec, camel_to_kebab, kebab_to_camel};
 
@@ -171,6 +172,11 @@ pub struct Config {
     pub control_smoothing_q: f64,
     /// Control streams to smooth.
     pub control_smoothing_targets: Vec<SmoothingTarget>,
+    /// The raw-control path: `off` (the decoder outputs the controls' logits) or `ar` (it
+    /// outputs increments of an AR(1) state per control, `s[t] = a s[t-1] + delta[t]`).
+    pub control_residual: ControlResidual,
+    /// The AR residual path's coefficient `a`, in [0, 1).
+    pub control_residual_alpha: f64,
 
     // ----- optimisation -----
     /// Adam learning rate.
@@ -318,6 +324,8 @@ impl Default for Config {
                 SmoothingTarget::HarmonicGain,
                 SmoothingTarget::NoiseGain,
             ],
+            control_residual: ControlResidual::Off,
+            control_residual_alpha: 0.8,
             lr: 0.001,
             lr_schedule: LrSchedule::None,
             lr_min: 1e-5,

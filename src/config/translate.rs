@@ -2,7 +2,7 @@
 //! decoder, objective and the softmax temperature. Nothing else reads the flat config's model
 //! options.
 
-use super::{Config, DecoderBackbone, HarmonicHeadMode, ReverbMode};
+use super::{Config, ControlResidual, DecoderBackbone, HarmonicHeadMode, ReverbMode};
 use crate::decoder::{
     BackboneConfig, DecoderConfig, MlpConfig, RnnFcConfig, TransformerConfig, input_features,
 };
@@ -66,6 +66,10 @@ impl Config {
             .with_noise(Some(noise))
             .with_reverb(reverb)
             .with_smoothing(smoothing)
+            .with_residual(
+                (self.control_residual == ControlResidual::Ar)
+                    .then_some(self.control_residual_alpha),
+            )
     }
 
     /// The decoder: the chosen backbone over the (3 or 5) input features, heads sized for

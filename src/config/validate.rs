@@ -177,6 +177,12 @@ impl Config {
             );
         }
         v.finite_positive("controlSmoothingQ", self.control_smoothing_q);
+        if !(self.control_residual_alpha >= 0.0 && self.control_residual_alpha < 1.0) {
+            v.fail(
+                "controlResidualAlpha",
+                format!("must be in [0, 1), got {}", self.control_residual_alpha),
+            );
+        }
 
         v.finite_positive("lr", self.lr);
         v.finite_non_negative("lrMin", self.lr_min);

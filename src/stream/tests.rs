@@ -34,6 +34,33 @@ fn frames(f: usize) -> Vec<FrameIn> {
 #[test]
 fn streamed_blocks_equal_the_offline_render() {
     let (model, config) = model();
+    streamed_blocks_equal_the_offline_render_of(&model, &config);
+}
+
+/// The same with the biquad smoothing on every stream and the AR residual path.
+#[test]
+fn streamed_recurrent_lite_controls_equal_the_offline_render() {
+    let config = Config::from_sources(
+        Some(std::path::Path::new("configs/tiny.json")),
+        &[
+            ("reverb-length", "300"),
+            ("control-smoothing", "biquad"),
+            ("control-smoothing-cutoff-hz", "20"),
+            (
+                "control-smoothing-targets",
+                "harmonic-gain,noise-gain,harmonic-distribution",
+            ),
+            ("control-residual", "ar"),
+            ("control-residual-alpha", "0.6"),
+        ],
+    )
+    .expect("tiny preset");
+    let model = DdspModel::new(&config, &Device::flex());
+    assert!(model.synth.residual().is_some() && model.synth.smoother().kernel().len() > 5);
+    streamed_blocks_equal_the_offline_render_of(&model, &config);
+}
+
+fn streamed_blocks_equal_the_offline_render_of(model: &DdspModel, config: &Config) {
     let device = Device::flex();
     let input = frames(45);
     let f = input.len();
@@ -54,7 +81,7 @@ fn streamed_blocks_equal_the_offline_render() {
     let peak = offline.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(peak > 1e-3, "the offline render is silent ({peak})");
     for block in [64, 256, 1024, 4096] {
-        let mut stream = FrameStream::new(&model, temperature, seed, block).unwrap();
+        let mut stream = FrameStream::new(model, temperature, seed, block).unwrap();
         for round in 0..2 {
             let mut source = input.clone().into_iter();
             let mut out = vec![0.0f32; block];

@@ -9,7 +9,7 @@
 //! [`Harmonic::get_controls`]: super::Harmonic::get_controls
 //! [`FilteredNoise::get_controls`]: super::FilteredNoise::get_controls
 
-use super::{HarmonicScaling, NoiseScaling, SmoothingTarget, Synth};
+use super::{HarmonicScaling, NoiseScaling, SmoothingTarget, Synth, ar_step};
 use crate::dsp::scalar::{exp_sigmoid, sigmoid, softplus};
 
 /// Raw controls of up to a fixed number of frames, row-major (the host form of
@@ -77,6 +77,35 @@ pub struct FrameControls {
     kernel: Vec<f32>,
     /// Smoothing of the amplitude, distribution and noise streams, where selected.
     smoothing: [Option<Smoothing>; 3],
+    /// The AR residual path, when on.
+    residual: Option<Residual>,
+}
+
+/// The AR residual path's coefficient, its states `[1]`, `[K]`, `[R]`, and the states of a
+/// call's frames (what is scaled).
+#[derive(Clone, Debug)]
+struct Residual {
+    a: f32,
+    state: [Vec<f32>; 3],
+    raw: RawFrames,
+}
+
+impl Residual {
+    /// `raw`'s frames through the recursion into `self.raw`, the states moving on.
+    fn apply(&mut self, raw: &RawFrames) {
+        let n = raw.frames;
+        self.raw.frames = n;
+        let streams = [
+            (&raw.amplitude, &mut self.raw.amplitude),
+            (&raw.distribution, &mut self.raw.distribution),
+            (&raw.noise, &mut self.raw.noise),
+        ];
+        for ((from, to), state) in streams.into_iter().zip(&mut self.state) {
+            let len = n * state.len();
+            to[..len].copy_from_slice(&from[..len]);
+            ar_step(self.a, state, &mut to[..len]);
+        }
+    }
 }
 
 impl FrameControls {
@@ -119,6 +148,11 @@ impl FrameControls {
                 stream(SmoothingTarget::NoiseGain, bands),
             ],
             kernel,
+            residual: synth.residual().map(|a| Residual {
+                a: a as f32,
+                state: [vec![0.0; 1], vec![0.0; harmonics], vec![0.0; raw_noise]],
+                raw: RawFrames::new(max_frames, harmonics, raw_noise),
+            }),
         }
     }
 
@@ -133,10 +167,13 @@ impl FrameControls {
         }
     }
 
-    /// Forget the smoothing history.
+    /// Forget the smoothing history and the residual states.
     pub fn reset(&mut self) {
         for s in self.smoothing.iter_mut().flatten() {
             s.started = false;
+        }
+        if let Some(r) = &mut self.residual {
+            r.state.iter_mut().for_each(|s| s.fill(0.0));
         }
     }
 
@@ -156,6 +193,13 @@ impl FrameControls {
             self.max_frames,
             f0_hz.len()
         );
+        let raw = match &mut self.residual {
+            Some(r) => {
+                r.apply(raw);
+                &r.raw
+            }
+            None => raw,
+        };
         for (t, &f0) in f0_hz[..n].iter().enumerate() {
             let a = raw.amplitude[t];
             let d = &raw.distribution[t * k..][..k];

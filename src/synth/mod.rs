@@ -11,6 +11,7 @@ mod frame_synth;
 mod harmonic;
 mod noise;
 mod pieces;
+mod residual;
 mod reverb;
 mod smoothing;
 
@@ -19,6 +20,7 @@ pub use frame_synth::FrameSynth;
 pub use harmonic::{Harmonic, HarmonicConfig, HarmonicScaling};
 pub use noise::{FilteredNoise, FilteredNoiseConfig, NoiseScaling};
 pub use pieces::SynthState;
+pub use residual::{ControlResidual, ar_states, ar_step};
 pub use reverb::{Reverb, ReverbConfig};
 pub use smoothing::{ControlSmoother, ControlSmoothing, SmoothingConfig, SmoothingTarget};
 
@@ -86,6 +88,10 @@ pub struct SynthConfig {
     /// Causal smoothing of the scaled controls.
     #[config(default = "SmoothingConfig::new()")]
     pub smoothing: SmoothingConfig,
+    /// The AR residual path's coefficient `a`: the raw controls are increments of
+    /// `s[t] = a s[t-1] + delta[t]` ([`ar_states`]); none: the raw controls are the logits.
+    #[config(default = "None")]
+    pub residual: Option<f64>,
 }
 
 impl SynthConfig {
@@ -111,6 +117,7 @@ impl SynthConfig {
             noise: self.noise.as_ref().map(|n| n.init(device)),
             reverb: self.reverb.as_ref().map(|r| r.init(device)),
             smoother: self.smoothing.init(),
+            residual: self.residual,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Synth {
     pub reverb: Option<Reverb>,
     #[module(skip)]
     smoother: ControlSmoother,
+    #[module(skip)]
+    residual: Option<f64>,
 }
 
 impl Synth {
@@ -162,6 +171,24 @@ impl Synth {
         mut state: Option<&mut SynthState>,
     ) -> SynthControls {
         let [b, f, _] = raw.amplitude.dims();
+        let raw = match self.residual {
+            Some(a) => {
+                let mut states = |x: Tensor<3>, i: usize| {
+                    let last = state.as_deref_mut().and_then(|s| s.residual[i].take());
+                    let (y, end) = ar_states(x, a, last);
+                    if let Some(s) = state.as_deref_mut() {
+                        s.residual[i] = Some(end);
+                    }
+                    y
+                };
+                RawControls {
+                    amplitude: states(raw.amplitude, 0),
+                    distribution: states(raw.distribution, 1),
+                    noise: states(raw.noise, 2),
+                }
+            }
+            None => raw,
+        };
         let (amplitude, distribution) =
             self.harmonic
                 .get_controls(raw.amplitude, raw.distribution, f0_hz.clone(), temperature);
@@ -184,6 +211,11 @@ impl Synth {
     /// The control smoother.
     pub fn smoother(&self) -> &ControlSmoother {
         &self.smoother
+    }
+
+    /// The AR residual path's coefficient, when it is on.
+    pub fn residual(&self) -> Option<f64> {
+        self.residual
     }
 
     /// Render controls; `seed` selects the noise (use a new one per training step).

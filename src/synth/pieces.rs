@@ -33,6 +33,8 @@ pub struct SynthState {
     reverb_tail: Option<Tensor<2>>,
     /// Per smoothing target, the last `kernel - 1` control frames before the next piece.
     history: [Option<Tensor<3>>; 3],
+    /// The AR residual states after the last frame (amplitude, distribution, noise).
+    pub(super) residual: [Option<Tensor<3>>; 3],
     /// Samples returned so far.
     emitted: usize,
     /// Batch size and device, known from the first piece.
@@ -54,6 +56,7 @@ impl SynthState {
             noise_queue: None,
             reverb_tail: None,
             history: [None, None, None],
+            residual: [None, None, None],
             emitted: 0,
             shape: None,
         }
