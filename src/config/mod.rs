@@ -110,6 +110,8 @@ pub struct Config {
     pub model_hidden: usize,
     /// MLP trunk depth.
     pub model_layers: usize,
+    /// Micro-RNN decoder: units of the gated cell after the MLP trunk (16-64 in the plan).
+    pub micro_rnn_units: usize,
     /// GRU decoder: Dense/LayerNorm/leaky-ReLU layers per input and output stack.
     pub layers_per_stack: usize,
     /// GRU decoder: recurrent units (also the stacks' width).
@@ -291,6 +293,7 @@ impl Default for Config {
             decoder_backbone: DecoderBackbone::Mlp,
             model_hidden: 32,
             model_layers: 1,
+            micro_rnn_units: 32,
             layers_per_stack: 3,
             rnn_channels: 512,
             transformer_d_model: 64,

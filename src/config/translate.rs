@@ -4,7 +4,8 @@
 
 use super::{Config, ControlResidual, DecoderBackbone, HarmonicHeadMode, ReverbMode};
 use crate::decoder::{
-    BackboneConfig, DecoderConfig, MlpConfig, RnnFcConfig, TransformerConfig, input_features,
+    BackboneConfig, DecoderConfig, MicroRnnConfig, MlpConfig, RnnFcConfig, TransformerConfig,
+    input_features,
 };
 use crate::features::FeatureConfig;
 use crate::loss::{ObjectiveConfig, SpectralLossConfig};
@@ -80,6 +81,12 @@ impl Config {
         let backbone = match self.decoder_backbone {
             DecoderBackbone::Mlp => BackboneConfig::Mlp(
                 MlpConfig::new(d_in, self.model_hidden).with_layers(self.model_layers),
+            ),
+            DecoderBackbone::MicroRnn => BackboneConfig::MicroRnn(
+                MicroRnnConfig::new(
+                    MlpConfig::new(d_in, self.model_hidden).with_layers(self.model_layers),
+                )
+                .with_units(self.micro_rnn_units),
             ),
             DecoderBackbone::Gru => BackboneConfig::Gru(RnnFcConfig::new(
                 d_in,

@@ -103,6 +103,7 @@ impl Config {
 
         v.at_least("modelHidden", self.model_hidden, 1);
         v.at_least("modelLayers", self.model_layers, 1);
+        v.at_least("microRnnUnits", self.micro_rnn_units, 1);
         v.at_least("rnnChannels", self.rnn_channels, 1);
         v.at_least("transformerDModel", self.transformer_d_model, 1);
         v.at_least("transformerLayers", self.transformer_layers, 1);

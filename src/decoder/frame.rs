@@ -10,8 +10,9 @@
 use super::fused_gru::gru_row;
 use super::fused_norm::norm_leaky_relu_row;
 use super::gru::{FcStack, LAYER_NORM_EPSILON, LEAKY_SLOPE, RnnFc};
-use super::{Backbone, Decoder, input_features};
+use super::{Backbone, Decoder, MicroRnn, Mlp, input_features};
 use crate::dsp::host::{Mat, Packed, matmul_packed};
+use crate::dsp::scalar::sigmoid;
 use crate::dsp::{DB_RANGE, F0_RANGE, hz_to_midi_f64, to_vec};
 use crate::synth::RawFrames;
 use burn::nn::Linear;
@@ -226,11 +227,120 @@ impl HostRnnFc {
     }
 }
 
+/// The frame-wise MLP trunk on the host: tanh layers, with a buffer to alternate with the
+/// output.
+#[derive(Clone, Debug)]
+struct HostMlp {
+    layers: Vec<HostLinear>,
+    buffer: Vec<f32>,
+}
+
+impl HostMlp {
+    fn new(mlp: &Mlp, max_frames: usize) -> Self {
+        let layers: Vec<HostLinear> = mlp.layers.iter().map(HostLinear::new).collect();
+        let widest = layers.iter().map(|l| l.d_out()).max().unwrap_or(1);
+        Self {
+            layers,
+            buffer: vec![0.0; max_frames * widest],
+        }
+    }
+
+    fn d_output(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.d_out())
+    }
+
+    fn half_weights(&mut self) {
+        self.layers.iter_mut().for_each(HostLinear::half_weights);
+    }
+
+    /// `x: [n, d_in]` -> `y: [n, d_output]`.
+    fn forward(&mut self, x: &[f32], d_in: usize, n: usize, y: &mut [f32]) {
+        let mut width = d_in;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let src: &[f32] = if i == 0 {
+                x
+            } else {
+                self.buffer[..n * width].copy_from_slice(&y[..n * width]);
+                &self.buffer
+            };
+            layer.forward(Mat::rows(src, width), n, y);
+            width = layer.d_out();
+            for v in &mut y[..n * width] {
+                *v = v.tanh();
+            }
+        }
+    }
+}
+
+/// The micro-RNN trunk on the host ([`super::MicroRnn`]), with its state and buffers.
+#[derive(Clone, Debug)]
+struct HostMicroRnn {
+    mlp: HostMlp,
+    /// `[Wz | Wc]`, `[bz | bc]` and `[Uz | Uc]` (no bias).
+    input: HostLinear,
+    hidden: HostLinear,
+    /// The cell's state `[U]`.
+    state: Vec<f32>,
+    /// The MLP's outputs `[max, hidden]`, their projections `[max, 2U]`, and `U h` `[2U]`.
+    trunk: Vec<f32>,
+    projected: Vec<f32>,
+    recurrent: Vec<f32>,
+}
+
+impl HostMicroRnn {
+    fn new(micro: &MicroRnn, max_frames: usize) -> Self {
+        let mlp = HostMlp::new(&micro.mlp, max_frames);
+        let input = HostLinear::new(&micro.input);
+        let hidden = HostLinear::new(&micro.hidden);
+        let u = hidden.d_in();
+        Self {
+            trunk: vec![0.0; max_frames * mlp.d_output()],
+            projected: vec![0.0; max_frames * 2 * u],
+            recurrent: vec![0.0; 2 * u],
+            state: vec![0.0; u],
+            mlp,
+            input,
+            hidden,
+        }
+    }
+
+    fn d_output(&self) -> usize {
+        self.mlp.d_output() + self.state.len()
+    }
+
+    fn half_weights(&mut self) {
+        self.mlp.half_weights();
+        self.input.half_weights();
+        self.hidden.half_weights();
+    }
+
+    /// `x: [n, d_in]` -> `y: [n, hidden + U]`, continuing the cell's state.
+    fn forward(&mut self, x: &[f32], d_in: usize, n: usize, y: &mut [f32]) {
+        let (w, u) = (self.mlp.d_output(), self.state.len());
+        self.mlp.forward(x, d_in, n, &mut self.trunk);
+        self.input
+            .forward(Mat::rows(&self.trunk, w), n, &mut self.projected);
+        for t in 0..n {
+            self.hidden
+                .forward(Mat::rows(&self.state, u), 1, &mut self.recurrent);
+            let p = &self.projected[t * 2 * u..][..2 * u];
+            for (j, h) in self.state.iter_mut().enumerate() {
+                let z = sigmoid(p[j] + self.recurrent[j]);
+                let c = (p[u + j] + self.recurrent[u + j]).tanh();
+                *h = z * *h + (1.0 - z) * c;
+            }
+            let row = &mut y[t * (w + u)..][..w + u];
+            row[..w].copy_from_slice(&self.trunk[t * w..][..w]);
+            row[w..].copy_from_slice(&self.state);
+        }
+    }
+}
+
 /// The backbone on the host.
 #[derive(Clone, Debug)]
 enum HostBackbone {
-    /// tanh layers, with two buffers to alternate between.
-    Mlp(Vec<HostLinear>, Vec<f32>),
+    Mlp(HostMlp),
+    MicroRnn(Box<HostMicroRnn>),
     Gru(Box<HostRnnFc>),
 }
 
@@ -255,11 +365,14 @@ impl FrameDecoder {
         let max_frames = max_frames.max(1);
         let (backbone, d_out) = match &decoder.backbone {
             Backbone::Mlp(m) => {
-                let layers: Vec<HostLinear> = m.layers.iter().map(HostLinear::new).collect();
-                let widest = layers.iter().map(|l| l.d_out()).max().unwrap_or(1);
-                let d_out = layers.last().map_or(0, |l| l.d_out());
-                let buffer = vec![0.0; max_frames * widest];
-                (HostBackbone::Mlp(layers, buffer), d_out)
+                let mlp = HostMlp::new(m, max_frames);
+                let d_out = mlp.d_output();
+                (HostBackbone::Mlp(mlp), d_out)
+            }
+            Backbone::MicroRnn(m) => {
+                let micro = HostMicroRnn::new(m, max_frames);
+                let d_out = micro.d_output();
+                (HostBackbone::MicroRnn(Box::new(micro)), d_out)
             }
             Backbone::Gru(g) => {
                 let trunk = HostRnnFc::new(g, max_frames);
@@ -293,7 +406,8 @@ impl FrameDecoder {
     /// the measured difference).
     pub fn with_half_weights(mut self) -> Self {
         match &mut self.backbone {
-            HostBackbone::Mlp(layers, _) => layers.iter_mut().for_each(HostLinear::half_weights),
+            HostBackbone::Mlp(m) => m.half_weights(),
+            HostBackbone::MicroRnn(m) => m.half_weights(),
             HostBackbone::Gru(g) => g.half_weights(),
         }
         self.heads.iter_mut().for_each(HostLinear::half_weights);
@@ -317,8 +431,10 @@ impl FrameDecoder {
     /// Forget the past: GRU state and the deltas' previous frame, as a fresh decoder.
     pub fn reset(&mut self) {
         self.previous = None;
-        if let HostBackbone::Gru(g) = &mut self.backbone {
-            g.state.fill(0.0);
+        match &mut self.backbone {
+            HostBackbone::Gru(g) => g.state.fill(0.0),
+            HostBackbone::MicroRnn(m) => m.state.fill(0.0),
+            HostBackbone::Mlp(_) => {}
         }
     }
 
@@ -355,23 +471,8 @@ impl FrameDecoder {
         }
         let d_out = self.heads[0].d_in();
         match &mut self.backbone {
-            HostBackbone::Mlp(layers, buffer) => {
-                let mut width = d_in;
-                for (i, layer) in layers.iter().enumerate() {
-                    let src: &[f32] = if i == 0 {
-                        &self.inputs
-                    } else {
-                        buffer[..n * width].copy_from_slice(&self.features[..n * width]);
-                        buffer
-                    };
-                    let dst = &mut self.features;
-                    layer.forward(Mat::rows(src, width), n, dst);
-                    width = layer.d_out();
-                    for v in &mut dst[..n * width] {
-                        *v = v.tanh();
-                    }
-                }
-            }
+            HostBackbone::Mlp(m) => m.forward(&self.inputs, d_in, n, &mut self.features),
+            HostBackbone::MicroRnn(m) => m.forward(&self.inputs, d_in, n, &mut self.features),
             HostBackbone::Gru(g) => g.forward(&self.inputs, d_in, n, &mut self.features),
         }
         let features = Mat::rows(&self.features, d_out);

@@ -1,7 +1,7 @@
 //! Decoders: per-frame conditioning (f0, loudness, voicing) to the synthesizer's raw controls.
 //!
-//! A [`Decoder`] is a backbone ([`Mlp`], the paper's [`RnnFc`] GRU decoder, or a
-//! [`Transformer`]) followed by [`ControlHeads`], linear projections to [`RawControls`]; the
+//! A [`Decoder`] is a backbone ([`Mlp`], the [`MicroRnn`] cell on an MLP, the paper's
+//! [`RnnFc`] GRU decoder, or a [`Transformer`]) followed by [`ControlHeads`], linear projections to [`RawControls`]; the
 //! synthesizer owns their scaling.
 
 mod frame;
@@ -10,6 +10,7 @@ mod fused_norm;
 mod gru;
 mod heads;
 mod inputs;
+mod micro;
 mod mlp;
 mod transformer;
 
@@ -17,6 +18,7 @@ pub use frame::FrameDecoder;
 pub use gru::{FastGru, FastGruConfig, FcStack, FcStackConfig, RnnFc, RnnFcConfig};
 pub use heads::{ControlHeads, HeadsConfig};
 pub use inputs::{decoder_inputs, decoder_inputs_from, input_features};
+pub use micro::{MicroRnn, MicroRnnConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use transformer::{Transformer, TransformerConfig};
 
@@ -33,6 +35,8 @@ use crate::synth::RawControls;
 pub enum DecoderBackbone {
     /// Frame-wise MLP of the original tool.
     Mlp,
+    /// The MLP followed by a small gated memory cell (the alignment plan's micro-RNN).
+    MicroRnn,
     /// The paper's RnnFcDecoder (input stacks, GRU, output stack).
     Gru,
     /// Pre-norm transformer blocks over frames.
@@ -44,6 +48,8 @@ pub enum DecoderBackbone {
 pub enum BackboneConfig {
     /// Frame-wise MLP.
     Mlp(MlpConfig),
+    /// MLP + micro-RNN cell.
+    MicroRnn(MicroRnnConfig),
     /// The paper's RnnFcDecoder trunk.
     Gru(RnnFcConfig),
     /// Transformer.
@@ -55,6 +61,7 @@ impl BackboneConfig {
     pub fn kind(&self) -> DecoderBackbone {
         match self {
             BackboneConfig::Mlp(_) => DecoderBackbone::Mlp,
+            BackboneConfig::MicroRnn(_) => DecoderBackbone::MicroRnn,
             BackboneConfig::Gru(_) => DecoderBackbone::Gru,
             BackboneConfig::Transformer(_) => DecoderBackbone::Transformer,
         }
@@ -64,6 +71,7 @@ impl BackboneConfig {
     pub fn d_input(&self) -> usize {
         match self {
             BackboneConfig::Mlp(c) => c.d_input,
+            BackboneConfig::MicroRnn(c) => c.mlp.d_input,
             BackboneConfig::Gru(c) => c.d_input,
             BackboneConfig::Transformer(c) => c.d_input,
         }
@@ -73,6 +81,7 @@ impl BackboneConfig {
     pub fn d_output(&self) -> usize {
         match self {
             BackboneConfig::Mlp(c) => c.hidden,
+            BackboneConfig::MicroRnn(c) => c.d_output(),
             BackboneConfig::Gru(c) => c.d_output(),
             BackboneConfig::Transformer(c) => c.d_model,
         }
@@ -82,6 +91,7 @@ impl BackboneConfig {
     pub fn init(&self, device: &Device) -> Backbone {
         match self {
             BackboneConfig::Mlp(c) => Backbone::Mlp(c.init(device)),
+            BackboneConfig::MicroRnn(c) => Backbone::MicroRnn(c.init(device)),
             BackboneConfig::Gru(c) => Backbone::Gru(c.init(device)),
             BackboneConfig::Transformer(c) => Backbone::Transformer(c.init(device)),
         }
@@ -93,6 +103,8 @@ impl BackboneConfig {
 pub enum Backbone {
     /// Frame-wise MLP.
     Mlp(Mlp),
+    /// MLP + micro-RNN cell.
+    MicroRnn(MicroRnn),
     /// RnnFcDecoder (GRU).
     Gru(RnnFc),
     /// Transformer.
@@ -104,6 +116,7 @@ impl Backbone {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
             Backbone::Mlp(m) => m.forward(x),
+            Backbone::MicroRnn(m) => m.forward(x),
             Backbone::Gru(g) => g.forward(x),
             Backbone::Transformer(t) => t.forward(x),
         }
@@ -113,8 +126,13 @@ impl Backbone {
     pub fn forward_continued(&self, x: Tensor<3>, state: &mut BackboneState) -> Tensor<3> {
         match (self, state) {
             (Backbone::Mlp(m), _) => m.forward(x),
-            (Backbone::Gru(g), BackboneState::Gru(h)) => {
+            (Backbone::Gru(g), BackboneState::Recurrent(h)) => {
                 let (y, last) = g.forward_from(x, h.take());
+                *h = Some(last);
+                y
+            }
+            (Backbone::MicroRnn(m), BackboneState::Recurrent(h)) => {
+                let (y, last) = m.forward_from(x, h.take());
                 *h = Some(last);
                 y
             }
@@ -133,8 +151,8 @@ pub enum BackboneState {
     /// Nothing yet (or a frame-wise backbone).
     #[default]
     Empty,
-    /// The GRU's hidden state `[B, units]` after the last frame.
-    Gru(Option<Tensor<2>>),
+    /// The recurrent cell's (GRU or micro-RNN) state `[B, units]` after the last frame.
+    Recurrent(Option<Tensor<2>>),
     /// The transformer's current attention window of input frames `[B, n, d_input]`.
     Window(Option<Tensor<3>>),
 }
@@ -143,7 +161,7 @@ impl BackboneState {
     fn for_backbone(backbone: &Backbone) -> Self {
         match backbone {
             Backbone::Mlp(_) => BackboneState::Empty,
-            Backbone::Gru(_) => BackboneState::Gru(None),
+            Backbone::Gru(_) | Backbone::MicroRnn(_) => BackboneState::Recurrent(None),
             Backbone::Transformer(_) => BackboneState::Window(None),
         }
     }

@@ -9,8 +9,9 @@ use burn::module::{ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 
-const BACKBONES: [DecoderBackbone; 3] = [
+const BACKBONES: [DecoderBackbone; 4] = [
     DecoderBackbone::Mlp,
+    DecoderBackbone::MicroRnn,
     DecoderBackbone::Gru,
     DecoderBackbone::Transformer,
 ];
@@ -42,6 +43,9 @@ fn small(backbone: DecoderBackbone, noise_outputs: usize) -> DecoderConfig {
     let d_in = input_features(true);
     let config = match backbone {
         DecoderBackbone::Mlp => BackboneConfig::Mlp(MlpConfig::new(d_in, 16).with_layers(2)),
+        DecoderBackbone::MicroRnn => BackboneConfig::MicroRnn(
+            MicroRnnConfig::new(MlpConfig::new(d_in, 16).with_layers(2)).with_units(6),
+        ),
         DecoderBackbone::Gru => BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 1)),
         DecoderBackbone::Transformer => {
             BackboneConfig::Transformer(TransformerConfig::new(d_in, 8, 2, 2, 2, true, true))
@@ -247,6 +251,63 @@ fn fast_gru_matches_burn_gru_with_copied_weights() {
     for (i, (p, q)) in a.iter().zip(&b).enumerate() {
         assert!((p - q).abs() < 1e-5, "element {i}: burn {p} vs ours {q}");
     }
+}
+
+/// The micro-RNN equals its recursion computed here from its weights in f64
+/// (`z = sigmoid(Wz m + bz + Uz h)`, `h = z h + (1 - z) tanh(Wc m + bc + Uc h)` on the MLP's
+/// output `m`), and its input gradients match finite differences.
+#[test]
+fn micro_rnn_follows_its_recursion_and_gradients() {
+    let device = Device::flex();
+    let (b, f, d_in, w, u) = (2, 9, 3, 5, 4);
+    let micro = MicroRnnConfig::new(MlpConfig::new(d_in, w))
+        .with_units(u)
+        .init(&device);
+    let x0 = rand_vec(b * f * d_in, 81, -1.0, 1.0);
+    let x = from_vec(x0.clone(), [b, f, d_in], &device);
+    let got = to_vec(micro.forward(x.clone()));
+    let m = to_vec(micro.mlp.forward(x));
+    let wi = to_vec(micro.input.weight.val());
+    let bi = to_vec(micro.input.bias.as_ref().expect("a bias").val());
+    let wh = to_vec(micro.hidden.weight.val());
+    let mut expected = Vec::with_capacity(b * f * (w + u));
+    for bi_ in 0..b {
+        let mut h = vec![0.0f64; u];
+        for t in 0..f {
+            let row = &m[(bi_ * f + t) * w..][..w];
+            let pre = |j: usize| {
+                let from_m: f64 = (0..w)
+                    .map(|i| row[i] as f64 * wi[i * 2 * u + j] as f64)
+                    .sum();
+                let from_h: f64 = (0..u).map(|i| h[i] * wh[i * 2 * u + j] as f64).sum();
+                from_m + bi[j] as f64 + from_h
+            };
+            let next: Vec<f64> = (0..u)
+                .map(|j| {
+                    let z = 1.0 / (1.0 + (-pre(j)).exp());
+                    z * h[j] + (1.0 - z) * pre(u + j).tanh()
+                })
+                .collect();
+            h = next;
+            expected.extend(row.iter().map(|&v| v as f64));
+            expected.extend(h.iter().copied());
+        }
+    }
+    crate::testing::assert_close(&got, &expected, 1e-5, "micro-RNN");
+    let ad = flex_ad();
+    let micro = MicroRnnConfig::new(MlpConfig::new(d_in, w))
+        .with_units(u)
+        .init(&ad);
+    let weights = from_vec(rand_vec(b * f * (w + u), 82, -1.0, 1.0), [b, f, w + u], &ad);
+    let indices: Vec<usize> = (0..b * f * d_in).step_by(4).collect();
+    crate::testing::check_gradient(
+        |x: Tensor<3>| (micro.forward(x) * weights.clone()).sum(),
+        &x0,
+        [b, f, d_in],
+        &indices,
+        1e-2,
+        2e-3,
+    );
 }
 
 #[test]
@@ -571,6 +632,9 @@ fn frame_decoder_in_pieces_equals_the_tensor_decoder() {
             BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 2)),
             BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 0)),
             BackboneConfig::Mlp(MlpConfig::new(d_in, 16).with_layers(3)),
+            BackboneConfig::MicroRnn(
+                MicroRnnConfig::new(MlpConfig::new(d_in, 12).with_layers(2)).with_units(5),
+            ),
         ];
         for backbone in backbones {
             let what = format!("{:?} delta {delta}", backbone.kind());
