@@ -234,7 +234,7 @@ fn stored_backbone(bytes: &[u8]) -> Option<String> {
     let head = &bytes[..bytes.len().min(1 << 20)];
     let at = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let tail = &head[at..head.len().min(at + 40)];
-    ["transformer", "mlp", "gru"]
+    ["transformer", "micro-rnn", "mlp", "gru"]
         .into_iter()
         .find(|name| tail.windows(name.len()).any(|w| w == name.as_bytes()))
         .map(str::to_string)
@@ -319,7 +319,7 @@ mod tests {
         let device = Device::flex();
         let dir = std::env::temp_dir().join(format!("ddsp-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for backbone in ["mlp", "gru", "transformer"] {
+        for backbone in ["mlp", "micro-rnn", "gru", "transformer"] {
             let config = tiny(backbone);
             let model = DdspModel::new(&config, &device);
             let st = dir.join(format!("{backbone}.safetensors"));
@@ -348,6 +348,14 @@ mod tests {
                 assert_eq!(out, reference, "{backbone} via {}", path.display());
             }
         }
+        let err = DdspModel::new(&tiny("mlp"), &device)
+            .load_weights(&dir.join("micro-rnn.bpk"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`micro-rnn` decoder") && err.contains("`mlp`"),
+            "{err}"
+        );
         let err = DdspModel::new(&tiny("gru"), &device)
             .load_weights(&dir.join("mlp.safetensors"))
             .unwrap_err()

@@ -60,20 +60,32 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn process_allocates_nothing() {
-    let config = Config::from_sources(
-        Some(std::path::Path::new("configs/tiny.json")),
-        &[("reverb-length", "500")] as &[(&str, &str)],
-    )
-    .expect("tiny preset");
-    let model = DdspModel::new(&config, &Device::flex());
+    let model = |overrides: &[(&str, &str)]| {
+        let config =
+            Config::from_sources(Some(std::path::Path::new("configs/tiny.json")), overrides)
+                .expect("tiny preset");
+        DdspModel::new(&config, &Device::flex())
+    };
+    let gru = model(&[("reverb-length", "500")]);
+    // The micro-RNN backbone with the AR residual path and biquad smoothing.
+    let micro = model(&[
+        ("reverb-length", "500"),
+        ("decoder-backbone", "micro-rnn"),
+        ("control-residual", "ar"),
+        ("control-smoothing", "biquad"),
+    ]);
     // The counter sees allocations.
     count(true);
     let probe = std::hint::black_box(Box::new(1u64));
     count(false);
     assert_eq!(allocations(), 1, "the counting allocator is not in use");
     drop(probe);
-    for block in [32, 64, 256, 1024, 4096] {
-        let mut stream = FrameStream::new(&model, 1.0, 0, block).unwrap();
+    let cases = [32, 64, 256, 1024, 4096]
+        .map(|block| (&gru, block))
+        .into_iter()
+        .chain([(&micro, 32), (&micro, 1024)]);
+    for (model, block) in cases {
+        let mut stream = FrameStream::new(model, 1.0, 0, block).unwrap();
         let mut frames = (0..).map(|i| FrameIn {
             f0_hz: 220.0 + (i % 50) as f32 * 7.0,
             loudness_db: -30.0 - (i % 13) as f32,

@@ -177,7 +177,27 @@ impl Config {
                 ),
             );
         }
-        v.finite_positive("controlSmoothingQ", self.control_smoothing_q);
+        let q = self.control_smoothing_q;
+        if !(0.1..=10.0).contains(&q) {
+            v.fail(
+                "controlSmoothingQ",
+                format!("must be in [0.1, 10], got {q}"),
+            );
+        } else if biquad && cutoff > 0.0 && cutoff < frame_rate / 2.0 {
+            let truncation = crate::dsp::biquad_lowpass_truncation(cutoff / frame_rate, q);
+            if truncation > 1e-2 {
+                v.fail(
+                    "controlSmoothingCutoffHz",
+                    format!(
+                        "{cutoff} Hz with controlSmoothingQ {q} rings longer than {} frames \
+                         (its response misses {:.0}% of its gain there): raise the cutoff or \
+                         lower the Q",
+                        crate::dsp::BIQUAD_MAX_TAPS,
+                        truncation * 100.0
+                    ),
+                );
+            }
+        }
         if !(self.control_residual_alpha >= 0.0 && self.control_residual_alpha < 1.0) {
             v.fail(
                 "controlResidualAlpha",

@@ -1,7 +1,7 @@
 //! A [`Decoder`] frame by frame on the host, allocation-free: the streaming engine's decoder.
 //!
 //! [`FrameDecoder`] copies a decoder's weights into host memory once and then decodes any
-//! number of frames up to a bound fixed at construction, carrying the GRU state and the delta
+//! number of frames up to a bound fixed at construction, carrying the recurrent (GRU or micro-RNN) state and the delta
 //! features' previous frame from call to call. Every buffer is allocated up front and the
 //! products run on the calling thread. The row kernels are the ones the CPU backend's fused
 //! operations run (LayerNorm + leaky ReLU, the GRU step), so offline and streamed decoding
@@ -428,7 +428,7 @@ impl FrameDecoder {
         )
     }
 
-    /// Forget the past: GRU state and the deltas' previous frame, as a fresh decoder.
+    /// Forget the past: the recurrent state and the deltas' previous frame, as a fresh decoder.
     pub fn reset(&mut self) {
         self.previous = None;
         match &mut self.backbone {

@@ -27,7 +27,7 @@ pub struct MicroRnnConfig {
 impl MicroRnnConfig {
     /// Width of the output: the MLP's plus the cell's.
     pub fn d_output(&self) -> usize {
-        self.mlp.hidden + self.units
+        self.mlp.hidden + self.units.max(1)
     }
 
     /// Build the trunk.

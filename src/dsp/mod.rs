@@ -711,28 +711,45 @@ pub fn onepole_kernel(a: f64) -> Vec<f32> {
     w.into_iter().map(|v| (v / sum) as f32).collect()
 }
 
-/// Truncated, renormalised impulse response of a second-order low-pass (the RBJ audio-EQ
-/// cookbook's biquad, bilinear transform with the cutoff prewarped) at `cutoff` cycles per
-/// frame (below 0.5) and quality `q` (`1/sqrt(2)`: Butterworth, -3 dB at the cutoff, no
-/// overshoot): the FIR form of its recursion, up to the last tap above `1e-3` of the peak
-/// (at most 512 taps), scaled to a DC gain of exactly 1.
-pub fn biquad_lowpass_kernel(cutoff: f64, q: f64) -> Vec<f32> {
+/// Longest impulse response of [`biquad_lowpass_kernel`], taps.
+pub const BIQUAD_MAX_TAPS: usize = 512;
+
+/// The first [`BIQUAD_MAX_TAPS`] taps of the impulse response of a second-order low-pass
+/// (the RBJ audio-EQ cookbook's biquad, bilinear transform with the cutoff prewarped) at
+/// `cutoff` cycles per frame (below 0.5) and quality `q`, by running its recursion.
+fn biquad_lowpass_response(cutoff: f64, q: f64) -> Vec<f64> {
     let w0 = std::f64::consts::TAU * cutoff;
     let alpha = w0.sin() / (2.0 * q);
     let cos = w0.cos();
     let a0 = 1.0 + alpha;
     let b = [(1.0 - cos) / 2.0, 1.0 - cos, (1.0 - cos) / 2.0].map(|v| v / a0);
     let a = [-2.0 * cos / a0, (1.0 - alpha) / a0];
-    // The recursion driven by a unit impulse.
     let (mut x1, mut x2, mut y1, mut y2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let h: Vec<f64> = (0..512)
+    (0..BIQUAD_MAX_TAPS)
         .map(|k| {
             let x = if k == 0 { 1.0 } else { 0.0 };
             let y = b[0] * x + b[1] * x1 + b[2] * x2 - a[0] * y1 - a[1] * y2;
             (x2, x1, y2, y1) = (x1, x, y1, y);
             y
         })
-        .collect();
+        .collect()
+}
+
+/// How much of the biquad low-pass's DC gain (1) its first [`BIQUAD_MAX_TAPS`] taps miss:
+/// near 0 when the response has died out within them; a low cutoff with a high `q` rings
+/// longer, and truncating it would make another filter (what config validation refuses).
+pub fn biquad_lowpass_truncation(cutoff: f64, q: f64) -> f64 {
+    (1.0 - biquad_lowpass_response(cutoff, q).iter().sum::<f64>()).abs()
+}
+
+/// Truncated, renormalised impulse response of the biquad low-pass at `cutoff` cycles per
+/// frame and quality `q` (`1/sqrt(2)`: Butterworth, -3 dB at the cutoff; its step response
+/// overshoots by about 4%, so a falling control dips slightly below its new value; `q <= 0.5`
+/// has no negative taps): the FIR form of its recursion, up to the last tap above `1e-3` of
+/// the peak, scaled to a DC gain of exactly 1. Use it where
+/// [`biquad_lowpass_truncation`] is small, as validated configs are.
+pub fn biquad_lowpass_kernel(cutoff: f64, q: f64) -> Vec<f32> {
+    let h = biquad_lowpass_response(cutoff, q);
     let peak = h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let len = h
         .iter()

@@ -61,8 +61,8 @@ pub struct Oscillator {
     ramp: Vec<f32>,
 }
 
-/// `sin` and `cos` of `2 pi x` for turns `x` in `[-0.5, 0.5]`, lane by lane and branch-free
-/// (it vectorises, where libm's `sin_cos` is a call per value): the nearest quarter turn
+/// `sin` and `cos` of `2 pi x` for turns `x` in `[-0.5, 0.5]`, lane by lane with selects
+/// rather than branches and no libm call (where `sin_cos` is one per value): the nearest quarter turn
 /// `q` is taken out, and the rest, within `pi / 4`, goes through the Taylor polynomials of
 /// degree 9 (sine) and 10 (cosine), whose truncation error there is below 2e-9, far below
 /// the f32 the phasors are kept in.

@@ -80,7 +80,7 @@ impl FrameStream {
         let max_batch = max_block.div_ceil(hop) + 1;
         let decoder = FrameDecoder::new(&model.decoder, max_batch).ok_or_else(|| {
             Error::Config(
-                "streaming needs a frame-by-frame decoder (decoderBackbone gru or mlp); \
+                "streaming needs a frame-by-frame decoder (decoderBackbone gru, micro-rnn or mlp); \
                  the transformer attends over windows of frames"
                     .into(),
             )

@@ -591,10 +591,9 @@ fn live_notes_at_host_rates_are_the_render_the_reported_latency_late() {
              {late:.1} a sample later"
         );
         let audio_in = live(&model, &config, host, 256);
-        let down_delay = audio_in.latency_samples() - latency;
         assert!(
-            down_delay > 0,
-            "{host} Hz: synth mode reports audio-in's latency"
+            audio_in.latency_samples() > latency,
+            "{host} Hz: synth mode reports audio-in's latency or more"
         );
     }
 }

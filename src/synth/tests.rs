@@ -306,7 +306,7 @@ fn synth_agrees_on_flex_and_wgpu() {
 
 /// A synth with every stateful part: window-upsampled harmonic, filtered noise whose delay
 /// (64 samples) exceeds the hop, FIR reverb longer than the signal's pieces, one-pole
-/// smoothing of every stream.
+/// smoothing of every stream, the AR residual path.
 fn stateful_synth(device: &Device) -> Synth {
     let harmonic =
         HarmonicConfig::new(16000.0, 32).with_amp_resample(crate::dsp::AmpResample::Window);
@@ -323,6 +323,7 @@ fn stateful_synth(device: &Device) -> Synth {
                     SmoothingTarget::HarmonicDistribution,
                 ]),
         )
+        .with_residual(Some(0.7))
         .init(device)
 }
 

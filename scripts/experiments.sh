@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The alignment plan's experiment matrix (issue #16), reproduced end to end: decoder backbones
+# and control choices, each trained on three regimes at equal steps, then scored on held-out
+# audio. Writes $WORK/results.csv and $WORK/results.md (the table EXPERIMENTS.md quotes); each
+# run keeps its logs, renders and spectrogram PNGs under $WORK/runs/.
+#
+# Runs (tiny preset shapes):
+#   A mlp + one-pole smoothing   B mlp                     C causal transformer
+#   D transformer + smoothing    E gru (the paper's)       G micro-RNN
+#   H mlp + recurrent-lite (AR residual path + biquad smoothing)
+#   (F, gru + z-encoder, waits for the z-encoder.)
+# Regimes:
+#   1 one chunk of one recording, the same batch every step (an overfit test)
+#   2 eight chunks of one recording, the same batch every step
+#   3 shuffled batches of eight from every recording
+# Held out: every recording is cut at 80%; training sees the first 80% only, and `ddspe2e eval`
+# resynthesises the last 20% of each recording with the best checkpoint.
+#
+# Environment (defaults in brackets):
+#   STEPS    training steps per run [400]
+#   SEEDS    seeds, space-separated ["1"]
+#   RUNS     run letters ["A B C D E G H"]
+#   REGIMES  regimes ["1 2 3"]
+#   DEV      folder of recordings [../shared/audio/dev]
+#   ONE      the recording of regimes 1 and 2 [violin_fluidr3]
+#   WORK     working folder [target/experiments]
+# Needs sox (to cut the recordings) and python3 (to summarise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddsp-target}"
+
+STEPS=${STEPS:-400}
+SEEDS=${SEEDS:-1}
+RUNS=${RUNS:-A B C D E G H}
+REGIMES=${REGIMES:-1 2 3}
+DEV=${DEV:-../shared/audio/dev}
+ONE=${ONE:-violin_fluidr3}
+WORK=${WORK:-target/experiments}
+EVAL_EVERY=$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))
+
+command -v sox >/dev/null || { echo "error: sox is needed to cut the recordings" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "error: python3 is needed to summarise" >&2; exit 2; }
+[ -d "$DEV" ] || { echo "error: no folder of recordings at $DEV (set DEV)" >&2; exit 2; }
+
+cargo build --release --example ddspe2e
+BIN="$CARGO_TARGET_DIR/release/examples/ddspe2e"
+
+# The first 80% of every recording to train on, the last 20% held out.
+mkdir -p "$WORK/train_all" "$WORK/train_one" "$WORK/heldout"
+for f in "$DEV"/*.wav; do
+  name=$(basename "$f")
+  seconds=$(soxi -D "$f")
+  cut=$(python3 -c "print(round($seconds * 0.8, 3))")
+  [ -f "$WORK/train_all/$name" ] || sox "$f" "$WORK/train_all/$name" trim 0 "$cut"
+  [ -f "$WORK/heldout/$name" ] || sox "$f" "$WORK/heldout/$name" trim "$cut"
+done
+cp "$WORK/train_all/$ONE.wav" "$WORK/train_one/"
+
+variant() {
+  case $1 in
+    A) echo "--decoder-backbone mlp --control-smoothing onepole" ;;
+    B) echo "--decoder-backbone mlp" ;;
+    C) echo "--decoder-backbone transformer --transformer-causal true" ;;
+    D) echo "--decoder-backbone transformer --transformer-causal true --control-smoothing onepole" ;;
+    E) echo "--decoder-backbone gru" ;;
+    G) echo "--decoder-backbone micro-rnn --model-hidden 64 --model-layers 2" ;;
+    H) echo "--decoder-backbone mlp --control-residual ar --control-smoothing biquad" ;;
+    *) echo "error: unknown run $1" >&2; exit 2 ;;
+  esac
+}
+
+regime() {
+  case $1 in
+    1) echo "--input $WORK/train_one --cache $WORK/cache_one --fixed-batch true --batch-size 1 --max-chunks-per-file 1" ;;
+    2) echo "--input $WORK/train_one --cache $WORK/cache_one --fixed-batch true --batch-size 8" ;;
+    3) echo "--input $WORK/train_all --cache $WORK/cache_all --shuffle true --batch-size 8" ;;
+    *) echo "error: unknown regime $1" >&2; exit 2 ;;
+  esac
+}
+
+for seed in $SEEDS; do
+  for r in $REGIMES; do
+    for v in $RUNS; do
+      name="$v$r-s$seed"
+      run="$WORK/runs/$name"
+      if [ -f "$run/run_meta.json" ] && grep -q '"status": "finished"' "$run/run_meta.json"; then
+        echo "== $name: done already"
+      else
+        echo "== $name"
+        # shellcheck disable=SC2046
+        "$BIN" train --config configs/tiny.json $(regime "$r") $(variant "$v") \
+          --steps "$STEPS" --eval-every "$EVAL_EVERY" --checkpoint-every "$EVAL_EVERY" \
+          --log-every 25 --seed "$seed" --device flex --runs-dir "$WORK/runs" --run-name "$name" \
+          --overwrite --kernel-dump "$run/kernels.log" > "$WORK/$name.log" 2>&1 \
+          || { echo "error: $name failed, see $WORK/$name.log" >&2; exit 1; }
+      fi
+      mkdir -p "$run/eval"
+      [ -s "$run/eval/heldout.json" ] || "$BIN" eval --run "$run" --input "$WORK"/heldout/*.wav \
+        --json --output "$run/eval/heldout" > "$run/eval/heldout.json"
+    done
+  done
+done
+
+python3 - "$WORK" <<'PY'
+import csv, json, math, os, statistics, sys
+work = sys.argv[1]
+rows = []
+for name in sorted(os.listdir(os.path.join(work, "runs"))):
+    run = os.path.join(work, "runs", name)
+    meta = json.load(open(os.path.join(run, "run_meta.json")))
+    train = list(csv.DictReader(open(os.path.join(run, "logs", "train.csv"))))
+    steps = [int(r["step"]) for r in train]
+    total = [float(r["total"]) for r in train]
+    finite = [(s, t) for s, t in zip(steps, total) if math.isfinite(t) and t > 0]
+    # Slope of log(total) per 100 steps after the early drop (the last 75% of the steps).
+    late = [(s, math.log(t)) for s, t in finite if s > steps[-1] * 0.25]
+    n = len(late)
+    mx = sum(s for s, _ in late) / n
+    my = sum(y for _, y in late) / n
+    slope = sum((s - mx) * (y - my) for s, y in late) / max(sum((s - mx) ** 2 for s, _ in late), 1e-9)
+    controls = list(csv.DictReader(open(os.path.join(run, "logs", "controls.csv"))))
+    last = controls[-1]
+    profile = list(csv.DictReader(open(os.path.join(run, "profile.csv"))))
+    def ms(key):
+        vals = [float(p[key]) for p in profile[len(profile) // 10:] if p.get(key)]
+        return statistics.median(vals) if vals else float("nan")
+    text = open(os.path.join(run, "eval", "heldout.json")).read()
+    held = json.loads(text[text.index("{"):])["summary"]
+    rows.append({
+        "run": name,
+        "best_val_spectral": round(meta["bestValLoss"], 3),
+        "best_step": meta["bestStep"],
+        "final_train_total": round(statistics.mean(total[-10:]), 3),
+        "log_loss_slope_per_100": round(slope * 100, 4),
+        "entropy_first": round(float(controls[0]["harmonic_entropy"]), 3),
+        "entropy_last": round(float(last["harmonic_entropy"]), 3),
+        "top_share_last": round(float(last["top_harmonic_share"]), 3),
+        "forward_ms": round(ms("forward"), 1),
+        "backward_ms": round(ms("backward"), 1),
+        "heldout_spectral": round(held["spectralLoss"], 3),
+        "heldout_loudness_db": round(held["loudnessL1Db"], 2),
+        "heldout_f0_cents": round(held["f0L1Cents"], 1),
+    })
+keys = list(rows[0].keys())
+with open(os.path.join(work, "results.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, keys)
+    w.writeheader()
+    w.writerows(rows)
+with open(os.path.join(work, "results.md"), "w") as f:
+    f.write("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
+    for r in rows:
+        f.write("| " + " | ".join(str(r[k]) for k in keys) + " |\n")
+print(open(os.path.join(work, "results.md")).read())
+PY
