@@ -213,6 +213,27 @@ const BROKEN: &[(&[(&str, &str)], &str)] = &[
         ],
         "controlSmoothingQ",
     ),
+    (&[("control-residual-alpha", "1")], "controlResidualAlpha"),
+    (
+        &[("control-residual-alpha", "-0.1")],
+        "controlResidualAlpha",
+    ),
+    (&[("micro-rnn-units", "0")], "microRnnUnits"),
+    (
+        &[
+            ("control-smoothing", "biquad"),
+            ("control-smoothing-q", "20"),
+        ],
+        "controlSmoothingQ",
+    ),
+    (
+        &[
+            ("control-smoothing", "biquad"),
+            ("control-smoothing-cutoff-hz", "0.1"),
+            ("control-smoothing-q", "8"),
+        ],
+        "controlSmoothingCutoffHz",
+    ),
     (&[("lr", "0")], "lr"),
     (&[("lr-min", "0.1")], "lrMin"),
     (&[("lr-min", "-1")], "lrMin"),
