@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The alignment plan's experiment matrix (issue #16), reproduced end to end: decoder backbones
 # and control choices, each trained on three regimes at equal steps, then scored on held-out
-# audio. Writes $WORK/results.csv and $WORK/results.md (the table EXPERIMENTS.md quotes); each
+# audio. Writes $WORK/results.csv and $WORK/results.md (one row per run) and $WORK/cells.md
+# (each run and regime over its seeds: the tables EXPERIMENTS.md quotes); each
 # run keeps its logs, renders and spectrogram PNGs under $WORK/runs/.
 #
-# Runs (tiny preset shapes):
+# Runs (the tiny preset's shapes by default):
 #   A mlp + one-pole smoothing   B mlp                     C causal transformer
 #   D transformer + smoothing    E gru (the paper's)       G micro-RNN
 #   H mlp + recurrent-lite (AR residual path + biquad smoothing)
@@ -17,32 +18,40 @@
 # resynthesises the last 20% of each recording with the best checkpoint.
 #
 # Environment (defaults in brackets):
-#   STEPS    training steps per run [400]
+#   STEPS    training steps per run [1000]
 #   SEEDS    seeds, space-separated ["1"]
 #   RUNS     run letters ["A B C D E G H"]
 #   REGIMES  regimes ["1 2 3"]
 #   DEV      folder of recordings [../shared/audio/dev]
 #   ONE      the recording of regimes 1 and 2 [violin_fluidr3]
 #   WORK     working folder [target/experiments]
+#   CONFIG   the preset the runs start from [configs/tiny.json]
+#   DEVICE   flex | wgpu | cuda | auto [flex]
+#   FEATURES extra cargo features, e.g. "cuda" [none]
 # Needs sox (to cut the recordings) and python3 (to summarise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddsp-target}"
 
-STEPS=${STEPS:-400}
+STEPS=${STEPS:-1000}
 SEEDS=${SEEDS:-1}
 RUNS=${RUNS:-A B C D E G H}
 REGIMES=${REGIMES:-1 2 3}
 DEV=${DEV:-../shared/audio/dev}
 ONE=${ONE:-violin_fluidr3}
 WORK=${WORK:-target/experiments}
+CONFIG=${CONFIG:-configs/tiny.json}
+DEVICE=${DEVICE:-flex}
+FEATURES=${FEATURES:-}
 EVAL_EVERY=$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))
 
 command -v sox >/dev/null || { echo "error: sox is needed to cut the recordings" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "error: python3 is needed to summarise" >&2; exit 2; }
 [ -d "$DEV" ] || { echo "error: no folder of recordings at $DEV (set DEV)" >&2; exit 2; }
 
-cargo build --release --example ddspe2e
+build_args=(build --release --example ddspe2e)
+[ -n "$FEATURES" ] && build_args+=(--features "$FEATURES")
+cargo "${build_args[@]}"
 BIN="$CARGO_TARGET_DIR/release/examples/ddspe2e"
 
 # The first 80% of every recording to train on, the last 20% held out.
@@ -88,15 +97,15 @@ for seed in $SEEDS; do
       else
         echo "== $name"
         # shellcheck disable=SC2046
-        "$BIN" train --config configs/tiny.json $(regime "$r") $(variant "$v") \
+        "$BIN" train --config "$CONFIG" $(regime "$r") $(variant "$v") \
           --steps "$STEPS" --eval-every "$EVAL_EVERY" --checkpoint-every "$EVAL_EVERY" \
-          --log-every 25 --seed "$seed" --device flex --runs-dir "$WORK/runs" --run-name "$name" \
+          --log-every 25 --seed "$seed" --device "$DEVICE" --runs-dir "$WORK/runs" --run-name "$name" \
           --overwrite --kernel-dump "$run/kernels.log" > "$WORK/$name.log" 2>&1 \
           || { echo "error: $name failed, see $WORK/$name.log" >&2; exit 1; }
       fi
       mkdir -p "$run/eval"
       [ -s "$run/eval/heldout.json" ] || "$BIN" eval --run "$run" --input "$WORK"/heldout/*.wav \
-        --json --output "$run/eval/heldout" > "$run/eval/heldout.json"
+        --device "$DEVICE" --json --output "$run/eval/heldout" > "$run/eval/heldout.json"
     done
   done
 done
@@ -151,4 +160,22 @@ with open(os.path.join(work, "results.md"), "w") as f:
     for r in rows:
         f.write("| " + " | ".join(str(r[k]) for k in keys) + " |\n")
 print(open(os.path.join(work, "results.md")).read())
+
+# Each cell (run letter and regime) over its seeds: mean (min-max).
+cells = {}
+for r in rows:
+    cells.setdefault(r["run"].split("-s")[0], []).append(r)
+keys = ["best_val_spectral", "final_train_total", "top_share_last", "forward_ms",
+        "backward_ms", "heldout_spectral", "heldout_loudness_db", "heldout_f0_cents"]
+lines = ["| cell | seeds | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+for cell in sorted(cells):
+    group = cells[cell]
+    def summary(k):
+        v = [float(r[k]) for r in group]
+        m = statistics.mean(v)
+        return f"{m:.3g}" if len(v) == 1 else f"{m:.3g} ({min(v):.3g}-{max(v):.3g})"
+    lines.append(f"| {cell} | {len(group)} | " + " | ".join(summary(k) for k in keys) + " |")
+with open(os.path.join(work, "cells.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+print("\n".join(lines))
 PY
