@@ -99,3 +99,17 @@ pub fn convolve_naive(x: &[f64], h: &[f64]) -> Vec<f64> {
     }
     y
 }
+
+/// Assert that folder `dir` holds no temporary file ([`crate::io::is_temp_name`]): what an
+/// atomic write leaves behind only when it is interrupted.
+pub fn assert_no_temp_files(dir: &std::path::Path) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| crate::io::is_temp_name(n)),
+        "temporary files in {}: {names:?}",
+        dir.display()
+    );
+}

@@ -303,15 +303,15 @@ pub(crate) fn matmul_packed(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed, m
     check_packed(y, x, x_rs, w, m);
     #[cfg(target_arch = "x86_64")]
     match &w.panels {
-        Panels::F32(_) if avx2_fma() => {
-            // SAFETY: the CPU has AVX2 and FMA (checked above) and the operands were checked
-            // to hold `m` rows.
-            unsafe { avx2::matmul::<false>(y, x, x_rs, w, m) };
+        Panels::F32(rows) if avx2_fma() => {
+            // SAFETY: the CPU has AVX2 and FMA (checked above), the panels are f32, and the
+            // operands were checked to hold `m` rows.
+            unsafe { avx2::matmul_f32(y, x, x_rs, w, m, rows.as_ptr() as *const u8) };
             return;
         }
-        Panels::F16(_) if avx2_fma() && std::arch::is_x86_feature_detected!("f16c") => {
-            // SAFETY: as above, and the CPU has F16C.
-            unsafe { avx2::matmul::<true>(y, x, x_rs, w, m) };
+        Panels::F16(rows) if avx2_fma() && std::arch::is_x86_feature_detected!("f16c") => {
+            // SAFETY: as above, with F16C and f16 panels.
+            unsafe { avx2::matmul_f16(y, x, x_rs, w, m, rows.as_ptr() as *const u8) };
             return;
         }
         _ => {}
@@ -383,7 +383,7 @@ fn scalar_tile<const R: usize>(y: &mut [f32], x: &[f32], x_rs: usize, w: &Packed
 /// hide the FMA latency: one row takes four panels, two rows two, more rows one).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{PANEL, Packed, Panels};
+    use super::{PANEL, Packed};
     use std::arch::x86_64::*;
 
     /// How far ahead of the kernel the weights are prefetched, in bytes per panel (32 f32
@@ -393,38 +393,13 @@ mod avx2 {
     /// no faster on weights already in cache).
     const PREFETCH_BYTES: usize = 2048;
 
-    /// The kernel on f32 weights (`HALF == false`) or on f16 weights widened as they are
-    /// read (`HALF`).
+    /// The kernel on f32 weights at `base` (`w`'s panels).
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA, and F16C if `HALF`; the weights are stored in the precision
-    /// `HALF` names, and [`super::check_packed`] passed for these operands.
-    pub(super) unsafe fn matmul<const HALF: bool>(
-        y: &mut [f32],
-        x: &[f32],
-        x_rs: usize,
-        w: &Packed,
-        m: usize,
-    ) {
-        let base = match (&w.panels, HALF) {
-            (Panels::F32(rows), false) => rows.as_ptr() as *const u8,
-            (Panels::F16(rows), true) => rows.as_ptr() as *const u8,
-            _ => unreachable!("the caller matched the storage"),
-        };
-        // SAFETY: the caller vouches for the CPU features and the operands.
-        unsafe {
-            if HALF {
-                matmul_f16(y, x, x_rs, w, m, base)
-            } else {
-                matmul_f32(y, x, x_rs, w, m, base)
-            }
-        }
-    }
-
-    /// # Safety
-    /// As [`matmul`] with f32 weights at `base`.
+    /// The CPU has AVX2 and FMA, `w` stores f32 panels at `base`, and
+    /// [`super::check_packed`] passed for these operands.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn matmul_f32(
+    pub(super) unsafe fn matmul_f32(
         y: &mut [f32],
         x: &[f32],
         x_rs: usize,
@@ -436,10 +411,12 @@ mod avx2 {
         unsafe { rows::<false>(y, x, x_rs, w, m, base) }
     }
 
+    /// The kernel on f16 weights at `base`, widened as they are read.
+    ///
     /// # Safety
-    /// As [`matmul`] with f16 weights at `base`.
+    /// As [`matmul_f32`], with F16C and f16 panels.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn matmul_f16(
+    pub(super) unsafe fn matmul_f16(
         y: &mut [f32],
         x: &[f32],
         x_rs: usize,
@@ -454,7 +431,7 @@ mod avx2 {
     /// Every row of `x`, four at a time.
     ///
     /// # Safety
-    /// As [`matmul`]; `base` points at the panels.
+    /// As [`matmul_f32`] (with F16C and f16 panels if `HALF`).
     #[inline(always)]
     unsafe fn rows<const HALF: bool>(
         y: &mut [f32],

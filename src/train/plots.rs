@@ -753,14 +753,7 @@ mod tests {
             assert!(bytes.len() > 5000, "{f} has content");
         }
         // No temporary file is left beside them.
-        let names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names.iter().any(|n| crate::io::is_temp_name(n)),
-            "{names:?}"
-        );
+        crate::testing::assert_no_temp_files(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

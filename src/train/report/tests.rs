@@ -199,14 +199,7 @@ fn a_report_embeds_every_part_of_a_run() {
     assert!(html.contains("<th>lrSchedule</th><td>none</td>"));
     assert!(html.contains("<th>controlSmoothingTargets</th><td>[harmonic-gain, noise-gain]</td>"));
     // Written atomically: no temporary file beside it.
-    let names: Vec<String> = std::fs::read_dir(&run)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| crate::io::is_temp_name(n)),
-        "{names:?}"
-    );
+    crate::testing::assert_no_temp_files(&run);
 }
 
 #[test]
