@@ -11,13 +11,21 @@ pub fn flex_ad() -> Device {
 }
 
 /// A wgpu device when an adapter exists (GPU or a CPU driver), else `None` with a message.
-pub fn wgpu_or_skip(test: &str) -> Option<Device> {
+///
+/// The guard serialises the tests that use the device: the test harness runs tests on
+/// parallel threads, and CubeCL gives every thread its own stream on the one shared device;
+/// the comparisons should measure the kernels, not cross-stream scheduling.
+pub fn wgpu_or_skip(test: &str) -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
     #[cfg(feature = "wgpu")]
     {
         if crate::device::wgpu_available() {
+            static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let guard = ONE_AT_A_TIME
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             return crate::device::select(crate::DeviceChoice::Wgpu)
                 .ok()
-                .map(|d| d.device);
+                .map(|d| (d.device, guard));
         }
     }
     eprintln!("{test}: skipped, no wgpu adapter on this machine");

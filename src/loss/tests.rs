@@ -276,7 +276,7 @@ fn regularisers_match_their_formulas() {
 
 #[test]
 fn spectral_loss_agrees_on_flex_and_wgpu() {
-    let Some(gpu) = wgpu_or_skip("spectral_loss_agrees_on_flex_and_wgpu") else {
+    let Some((gpu, _one_at_a_time)) = wgpu_or_skip("spectral_loss_agrees_on_flex_and_wgpu") else {
         return;
     };
     let (p, t) = (rand_vec(512, 11, -1.0, 1.0), rand_vec(512, 12, -1.0, 1.0));
