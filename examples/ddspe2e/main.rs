@@ -298,6 +298,13 @@ fn train(
 }
 
 fn main() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the first statement of `main`, before any thread exists (nothing reads the
+        // environment concurrently). Burn loads a resumed run's optimizer state on its default
+        // device; on the CPU it is moved to the training device at the next step, whereas the
+        // built-in default (the first GPU backend) would set up wgpu behind `--device flex`.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {}", report(&e));
         std::process::exit(1);

@@ -195,7 +195,8 @@ fn sha256_file(path: &Path) -> String {
 }
 
 /// Train on a cache. `config` must match the cache's feature options; on `resume`, the run's
-/// own `resolved_config.json` is used instead.
+/// own `resolved_config.json` is used instead. Resuming loads the optimizer state through Burn's
+/// default device: see [`load_optimizer`] (`BURN_DEVICE=flex` keeps it off the GPU).
 pub fn train(
     config: &Config,
     cache: &Path,

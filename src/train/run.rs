@@ -481,6 +481,12 @@ fn check_optimizer_pack(bytes: &[u8]) -> std::result::Result<(), String> {
 }
 
 /// Load the optimizer state saved next to a checkpoint's weights.
+///
+/// Burn creates the loaded state on its default device (`BURN_DEVICE`, else the first compiled
+/// GPU backend) and moves it to each parameter's device at the next step. Set
+/// `BURN_DEVICE=flex` to keep that on the CPU, as `ddspe2e` and this crate's tests and
+/// `cargo run` do; otherwise resuming on the CPU sets up the GPU backend, and fails where it
+/// has no adapter.
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optimizer.bpk");
     let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
