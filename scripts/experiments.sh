@@ -15,7 +15,8 @@
 #   2 eight chunks of one recording, the same batch every step
 #   3 shuffled batches of eight from every recording
 # Held out: every recording is cut at 80%; training sees the first 80% only, and `ddspe2e eval`
-# resynthesises the last 20% of each recording with the best checkpoint.
+# resynthesises the last 20% of each recording with the best checkpoint, at the gain training
+# gave the recording.
 #
 # Environment (defaults in brackets):
 #   STEPS    training steps per run [1000]
@@ -54,14 +55,21 @@ build_args=(build --release --example ddspe2e)
 cargo "${build_args[@]}"
 BIN="$CARGO_TARGET_DIR/release/examples/ddspe2e"
 
-# The first 80% of every recording to train on, the last 20% held out.
-mkdir -p "$WORK/train_all" "$WORK/train_one" "$WORK/heldout"
+# The first 80% of every recording to train on, the last 20% held out. Training peak-normalises
+# each file of its input, so the held-out part gets the gain its training part gets (0.99 over
+# that part's peak; 32-bit float, so nothing clips) and is scored at that level (`--keep-level`):
+# normalising the held-out part on its own would raise a quiet ending by 30 dB or more.
+mkdir -p "$WORK/train_all" "$WORK/train_one" "$WORK/heldout_at_gain"
 for f in "$DEV"/*.wav; do
   name=$(basename "$f")
   seconds=$(soxi -D "$f")
   cut=$(python3 -c "print(round($seconds * 0.8, 3))")
   [ -f "$WORK/train_all/$name" ] || sox "$f" "$WORK/train_all/$name" trim 0 "$cut"
-  [ -f "$WORK/heldout/$name" ] || sox "$f" "$WORK/heldout/$name" trim "$cut"
+  if [ ! -f "$WORK/heldout_at_gain/$name" ]; then
+    peak=$(sox "$WORK/train_all/$name" -n stat 2>&1 | awk '/Maximum amplitude/ {print $3}')
+    gain=$(python3 -c "print(0.99 / max($peak, 1e-6))")
+    sox "$f" -e floating-point -b 32 "$WORK/heldout_at_gain/$name" trim "$cut" vol "$gain"
+  fi
 done
 cp "$WORK/train_all/$ONE.wav" "$WORK/train_one/"
 
@@ -104,8 +112,9 @@ for seed in $SEEDS; do
           || { echo "error: $name failed, see $WORK/$name.log" >&2; exit 1; }
       fi
       mkdir -p "$run/eval"
-      [ -s "$run/eval/heldout.json" ] || "$BIN" eval --run "$run" --input "$WORK"/heldout/*.wav \
-        --device "$DEVICE" --json --output "$run/eval/heldout" > "$run/eval/heldout.json"
+      [ -s "$run/eval/heldout_at_gain.json" ] || "$BIN" eval --run "$run" --keep-level \
+        --input "$WORK"/heldout_at_gain/*.wav --device "$DEVICE" --json \
+        --output "$run/eval/heldout_at_gain" > "$run/eval/heldout_at_gain.json"
     done
   done
 done
@@ -133,7 +142,7 @@ for name in sorted(os.listdir(os.path.join(work, "runs"))):
     def ms(key):
         vals = [float(p[key]) for p in profile[len(profile) // 10:] if p.get(key)]
         return statistics.median(vals) if vals else float("nan")
-    text = open(os.path.join(run, "eval", "heldout.json")).read()
+    text = open(os.path.join(run, "eval", "heldout_at_gain.json")).read()
     held = json.loads(text[text.index("{"):])["summary"]
     rows.append({
         "run": name,

@@ -467,7 +467,8 @@ fn streaming_features_of_a_file_equal_the_in_memory_ones() {
         "tests/data/formats/tone16k.mp3",
     ] {
         let path = Path::new(path);
-        let (streamed, seconds) = ddsp::features::features_of_file(path, &features, 0.99).unwrap();
+        let (streamed, seconds) =
+            ddsp::features::features_of_file(path, &features, Some(0.99)).unwrap();
         let audio = audio::load_audio(path, 16000.0, 0.99).unwrap();
         let whole = ddsp::features::extract(&audio, &features);
         assert_eq!(streamed, whole, "{}", path.display());
@@ -475,7 +476,7 @@ fn streaming_features_of_a_file_equal_the_in_memory_ones() {
     }
     let dir = temp_dir("silent-stream");
     write_int(&dir.join("silent.wav"), &vec![0.0; 16000], 16000, 16, 1);
-    let err = ddsp::features::features_of_file(&dir.join("silent.wav"), &features, 0.99)
+    let err = ddsp::features::features_of_file(&dir.join("silent.wav"), &features, Some(0.99))
         .unwrap_err()
         .to_string();
     assert!(err.contains("silence"), "{err}");

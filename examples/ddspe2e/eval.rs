@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use ddsp::infer::eval::{Report, eval_cache, eval_files, eval_pair};
-use ddsp::infer::{Checkpoint, Model};
+use ddsp::infer::{Checkpoint, InputLevel, Model};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 
@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// Resynthesise and score these audio files instead of cache chunks.
     #[arg(long, num_args = 1..)]
     input: Vec<PathBuf>,
+    /// Score the --input files at their own level instead of peak-normalising each (for
+    /// pieces cut from longer recordings at their training gain, such as held-out parts).
+    #[arg(long, requires = "input")]
+    keep_level: bool,
     /// The reference of a pair to score (with --render; no model needed).
     #[arg(long)]
     target: Option<PathBuf>,
@@ -55,7 +59,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 (eval_pair(target, render, &device.device)?, None)
             }
             (Some(run), None, None) => {
-                let model = Model::load(run, args.checkpoint, &device.device)?;
+                let level = if args.keep_level {
+                    InputLevel::Keep
+                } else {
+                    InputLevel::Normalize
+                };
+                let model =
+                    Model::load(run, args.checkpoint, &device.device)?.with_input_level(level);
                 for note in model.notes() {
                     eprintln!("note: {note}");
                 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use ddsp::features::audio::WavSink;
 use ddsp::infer::adjust::{Adjustments, adjust};
-use ddsp::infer::{Checkpoint, Frames, Model, Rendered};
+use ddsp::infer::{Checkpoint, Frames, InputLevel, Model, Rendered};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,10 @@ pub struct RenderArgs {
     /// Transpose the input by this many semitones.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pitch_shift: f64,
+    /// Keep the input's level instead of peak-normalising it as training audio was (for a
+    /// piece of a longer recording already at its training gain).
+    #[arg(long, requires = "input")]
+    keep_level: bool,
     /// Add this many dB to the input's loudness.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     loudness_shift: f64,
@@ -137,7 +141,12 @@ fn stem_path(output: &Path, stem: &str) -> PathBuf {
 pub fn render(args: &RenderArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let device = ddsp::device::select(args.device)?;
-    let model = Model::load(&args.checkpoint, args.which, &device.device)?;
+    let level = if args.keep_level {
+        InputLevel::Keep
+    } else {
+        InputLevel::Normalize
+    };
+    let model = Model::load(&args.checkpoint, args.which, &device.device)?.with_input_level(level);
     for note in model.notes() {
         eprintln!("note: {note}");
     }

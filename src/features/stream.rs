@@ -170,13 +170,14 @@ pub fn track_pitch(audio: &[f32], config: &PitchConfig) -> PitchTrack {
 }
 
 /// The features of an audio file as the training cache computes them (resampled to
-/// `config.sample_rate`, peak-normalised to `normalize_to`), streaming: one pass finds the
-/// peak, a second computes the features, and memory stays bounded however long the file.
-/// Returns the features and the file's length in seconds. A silent file is an error.
+/// `config.sample_rate`, peak-normalised to `normalize_to`, or at the file's own level with
+/// `None`), streaming: one pass finds the peak, a second computes the features, and memory
+/// stays bounded however long the file. Returns the features and the file's length in
+/// seconds. A silent file is an error.
 pub fn features_of_file(
     path: &Path,
     config: &FeatureConfig,
-    normalize_to: f64,
+    normalize_to: Option<f64>,
 ) -> Result<(FrameFeatures, f64)> {
     let rate = config.sample_rate.round() as u32;
     // Pass 1: the peak of the resampled signal.
@@ -194,7 +195,7 @@ pub fn features_of_file(
         });
     }
     // Pass 2: features of the normalised signal.
-    let gain = (normalize_to / peak as f64) as f32;
+    let gain = normalize_to.map_or(1.0, |to| (to / peak as f64) as f32);
     let mut stream = FeatureStream::new(config);
     let mut scaled = Vec::new();
     each_resampled(path, rate, &mut |block, _, _| {

@@ -224,7 +224,7 @@ pub fn eval_cache(
 }
 
 /// Score `model`'s resynthesis of whole files: each file's own features rendered and
-/// compared with the file (at the model's rate, normalised as training audio is).
+/// compared with the file (at the model's rate and input level, see [`Model::prepare_audio`]).
 pub fn eval_files(
     model: &Model,
     files: &[PathBuf],

@@ -221,10 +221,23 @@ impl RenderState {
 /// Frames per piece when a whole input is rendered: 4 s at 250 frames/s, bounded memory.
 pub const PIECE_FRAMES: usize = 1000;
 
+/// How [`Model`] sets the level of the audio it is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputLevel {
+    /// Peak-normalise every input to the config's `normalizeTo`, as the training cache does
+    /// with every file (any recording is heard at the level the model was trained on).
+    #[default]
+    Normalize,
+    /// Keep the input's own level: for a piece of a longer recording already at its training
+    /// gain (a quiet passage stays quiet instead of being raised to full scale).
+    Keep,
+}
+
 /// A trained model ready to render, with the config and data statistics stored beside its
 /// weights.
 pub struct Model {
     model: DdspModel,
+    level: InputLevel,
     config: Config,
     stats: Option<DataStats>,
     temperature: f64,
@@ -287,6 +300,7 @@ impl Model {
         let model = DdspModel::new(&state.config, device).load_weights(&weights)?;
         Ok(Self {
             model,
+            level: InputLevel::Normalize,
             temperature: state.config.temperature().at(state.step),
             config: state.config,
             stats: state.data_stats,
@@ -341,11 +355,27 @@ impl Model {
         self.config.sample_rate / self.config.frame_hop as f64
     }
 
-    /// Mono audio at any rate, as the model hears it: resampled to its rate and
-    /// peak-normalised as its training audio was.
+    /// This model, setting its inputs' level as `level` says (default: normalised).
+    pub fn with_input_level(mut self, level: InputLevel) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// The peak inputs are normalised to, or `None` when their level is kept.
+    fn normalize_to(&self) -> Option<f64> {
+        match self.level {
+            InputLevel::Normalize => Some(self.config.normalize_to),
+            InputLevel::Keep => None,
+        }
+    }
+
+    /// Mono audio at any rate, as the model hears it: resampled to its rate and, unless
+    /// [`InputLevel::Keep`], peak-normalised as its training audio was.
     pub fn prepare_audio(&self, samples: &[f32], sample_rate: u32) -> Result<Vec<f32>> {
         let mut x = audio::resample(samples, sample_rate, self.sample_rate_hz())?;
-        audio::peak_normalize(&mut x, self.config.normalize_to);
+        if let Some(peak) = self.normalize_to() {
+            audio::peak_normalize(&mut x, peak);
+        }
         Ok(x)
     }
 
@@ -360,11 +390,8 @@ impl Model {
     /// [`Self::features`] of an audio file, streaming: memory stays bounded however long the
     /// file (see [`features::features_of_file`]). Returns the frames and the file's seconds.
     pub fn features_of_file(&self, path: &Path) -> Result<(Frames, f64)> {
-        let (f, seconds) = features::features_of_file(
-            path,
-            &self.config.feature_config(),
-            self.config.normalize_to,
-        )?;
+        let (f, seconds) =
+            features::features_of_file(path, &self.config.feature_config(), self.normalize_to())?;
         Ok((f.into(), seconds))
     }
 

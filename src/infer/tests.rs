@@ -204,3 +204,38 @@ fn eval_on_a_cache_scores_every_chunk() {
         report.rows.iter().map(|r| r.scores.spectral).sum::<f64>() / report.rows.len() as f64;
     assert!((mean - report.summary.spectral).abs() < 1e-9);
 }
+
+/// A quiet input is raised to the training peak by default and heard at its own level with
+/// `InputLevel::Keep`: the loudness features differ by the gain, in dB, where notes sound.
+#[test]
+fn a_kept_input_level_is_heard_as_it_is() {
+    let (_, run) = run();
+    let device = Device::flex();
+    let quiet: Vec<f32> = (0..16000)
+        .map(|j| 0.03 * (2.0 * std::f32::consts::PI * 220.0 * j as f32 / 16000.0).sin())
+        .collect();
+    let normalized = Model::load(run, Checkpoint::Best, &device).unwrap();
+    let kept = Model::load(run, Checkpoint::Best, &device)
+        .unwrap()
+        .with_input_level(InputLevel::Keep);
+    let audio = kept.prepare_audio(&quiet, 16000).unwrap();
+    assert_eq!(audio, quiet, "kept: the samples as given (same rate)");
+    let peak = normalized.prepare_audio(&quiet, 16000).unwrap();
+    let top = peak.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!((top as f64 - config().normalize_to).abs() < 1e-4, "{top}");
+    let gain_db = 20.0 * (config().normalize_to / 0.03).log10();
+    let (loud, soft) = (
+        normalized.features(&quiet, 16000).unwrap().loudness_db,
+        kept.features(&quiet, 16000).unwrap().loudness_db,
+    );
+    // Away from the edges, every frame is louder by the gain (loudness is a log measure).
+    let n = loud.len();
+    for i in n / 4..3 * n / 4 {
+        assert!(
+            ((loud[i] - soft[i]) as f64 - gain_db).abs() < 0.05,
+            "frame {i}: {} vs {} dB, gain {gain_db} dB",
+            loud[i],
+            soft[i]
+        );
+    }
+}
