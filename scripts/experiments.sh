@@ -10,6 +10,9 @@
 #   D transformer + smoothing    E gru (the paper's)       G micro-RNN
 #   H mlp + recurrent-lite (AR residual path + biquad smoothing)
 #   (F, gru + z-encoder, waits for the z-encoder.)
+# and the reverb's share (issue #16's ringing), each E with another reverb:
+#   N no reverb   S the FIR learning at a tenth of the rate (--reverb-lr-scale 0.1)
+#   X the exp-decay reverb (trainable gain and decay of a noise response)
 # Regimes:
 #   1 one chunk of one recording, the same batch every step (an overfit test)
 #   2 eight chunks of one recording, the same batch every step
@@ -82,6 +85,9 @@ variant() {
     E) echo "--decoder-backbone gru" ;;
     G) echo "--decoder-backbone micro-rnn --model-hidden 64 --model-layers 2" ;;
     H) echo "--decoder-backbone mlp --control-residual ar --control-smoothing biquad" ;;
+    N) echo "--decoder-backbone gru --reverb off" ;;
+    S) echo "--decoder-backbone gru --reverb-lr-scale 0.1" ;;
+    X) echo "--decoder-backbone gru --reverb exp-decay" ;;
     *) echo "error: unknown run $1" >&2; exit 2 ;;
   esac
 }

@@ -160,6 +160,11 @@ pub struct Config {
     pub reverb: ReverbMode,
     /// Reverb impulse response length, samples.
     pub reverb_length: usize,
+    /// Learning-rate multiplier of the reverb's parameters (FIR taps, or the exp-decay gain
+    /// and decay). Adam moves every parameter by about the learning rate per step whatever its
+    /// gradient's size, so each of thousands of FIR taps grows as fast as a decoder weight
+    /// unless this slows them.
+    pub reverb_lr_scale: f64,
     /// Frame-to-sample upsampling of amplitudes.
     pub amp_resample: AmpResample,
     /// Causal smoothing of control streams.
@@ -317,6 +322,7 @@ impl Default for Config {
             noise_bands: 65,
             reverb: ReverbMode::Off,
             reverb_length: 48000,
+            reverb_lr_scale: 1.0,
             amp_resample: AmpResample::Linear,
             control_smoothing: ControlSmoothing::Off,
             control_smoothing_alpha: 0.8,

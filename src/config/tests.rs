@@ -194,6 +194,8 @@ const BROKEN: &[(&[(&str, &str)], &str)] = &[
     (&[("noise-filter-size", "0")], "noiseFilterSize"),
     (&[("noise-bands", "0")], "noiseBands"),
     (&[("reverb-length", "1")], "reverbLength"),
+    (&[("reverb-lr-scale", "0")], "reverbLrScale"),
+    (&[("reverb-lr-scale", "11")], "reverbLrScale"),
     (&[("control-smoothing-alpha", "1")], "controlSmoothingAlpha"),
     (
         &[("control-smoothing-fir-size", "0")],

@@ -151,6 +151,12 @@ impl Config {
         v.at_least("noiseFilterSize", self.noise_filter_size, 1);
         v.at_least("noiseBands", self.noise_bands, 1);
         v.at_least("reverbLength", self.reverb_length, 2);
+        if !(self.reverb_lr_scale > 0.0 && self.reverb_lr_scale <= 10.0) {
+            v.fail(
+                "reverbLrScale",
+                format!("must be in (0, 10], got {}", self.reverb_lr_scale),
+            );
+        }
         if !(self.control_smoothing_alpha >= 0.0 && self.control_smoothing_alpha < 1.0) {
             v.fail(
                 "controlSmoothingAlpha",

@@ -1,6 +1,8 @@
 //! One optimisation step, as a pipeline whose parts read on their own: forward and losses per
 //! micro-batch, backward into an accumulator, gradient norm and clipping, Adam.
 
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::module::ParamGroup;
 use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 
@@ -66,6 +68,9 @@ pub struct StepRunner {
     profiler: Option<PhaseProfiler>,
     /// `Some(None)`: statistics requested for the next step; `Some(Some(_))`: computed.
     control_stats: Option<Option<ControlStats>>,
+    /// The reverb's parameters and their learning-rate multiplier (`reverbLrScale`), when it
+    /// is not 1.
+    reverb_lr: Option<(ParamGroup, f64)>,
 }
 
 impl StepRunner {
@@ -81,6 +86,10 @@ impl StepRunner {
         optimizer: ModuleOptimizer,
         device: &Device,
     ) -> Self {
+        let reverb_lr = (config.reverb_lr_scale != 1.0)
+            .then(|| model.synth.reverb.clone())
+            .flatten()
+            .map(|reverb| (ParamGroup::ids_from_module(reverb), config.reverb_lr_scale));
         Self {
             model: Some(model),
             optimizer,
@@ -94,6 +103,7 @@ impl StepRunner {
             targets: TargetCache::new(config.target_cache_mb << 20),
             profiler: None,
             control_stats: None,
+            reverb_lr,
         }
     }
 
@@ -228,7 +238,13 @@ impl StepRunner {
                 GradClipMode::Global => {}
             }
         }
-        self.model = Some(self.optimizer.step(lr, model, grads));
+        let policy: ModuleLearningRate = match &self.reverb_lr {
+            Some((reverb, scale)) => ModuleLrScheduler::new(lr)
+                .with_group(reverb.clone(), lr * scale)
+                .step(),
+            None => lr.into(),
+        };
+        self.model = Some(self.optimizer.step(policy, model, grads));
         StepOutcome::Applied { losses, grad_norm }
     }
 

@@ -796,3 +796,65 @@ fn messages_name_only_what_exists_and_resume_refuses_init_weights() {
     );
     std::fs::remove_dir_all(&runs).unwrap();
 }
+
+/// `reverbLrScale`: one Adam step moves the reverb's taps by the scale times what they move
+/// at scale 1 (Adam's update is linear in the learning rate and the moments are the same),
+/// and every decoder weight exactly as at scale 1.
+#[test]
+fn the_reverb_learns_at_its_own_rate() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct Flat(Vec<f32>);
+    impl ModuleVisitor for Flat {
+        fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<D>>) {
+            self.0.extend(crate::dsp::to_vec(param.val().reshape([-1])));
+        }
+    }
+    let device = Device::flex().autodiff();
+    let (b, n, f) = (2, 4096, 32);
+    let batch = Batch::from_host(
+        (0..b * n).map(|i| (i as f32 * 0.05).sin() * 0.4).collect(),
+        vec![220.0; b * f],
+        vec![-20.0; b * f],
+        vec![1.0; b * f],
+        b,
+        &device,
+    );
+    let step = |scale: f64| {
+        let mut c = config();
+        c.reverb = crate::synth::ReverbMode::Fir;
+        c.reverb_length = 512;
+        c.reverb_lr_scale = scale;
+        let mut runner = StepRunner::new(&c, &device);
+        let taps = |m: &crate::model::DdspModel| {
+            crate::dsp::to_vec(m.synth.reverb.as_ref().unwrap().impulse_response())
+        };
+        let decoder = |m: &crate::model::DdspModel| {
+            let mut v = Flat(Vec::new());
+            m.decoder.visit(&mut v);
+            v.0
+        };
+        let (taps0, dec0) = (taps(runner.model()), decoder(runner.model()));
+        let outcome = runner.step([batch.clone()], 0, 1e-3);
+        assert!(
+            matches!(outcome, StepOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        let moved = |a: Vec<f32>, b: Vec<f32>| -> Vec<f32> {
+            a.iter().zip(&b).map(|(x, y)| y - x).collect()
+        };
+        (
+            moved(taps0, taps(runner.model())),
+            moved(dec0, decoder(runner.model())),
+        )
+    };
+    let (full, slow) = (step(1.0), step(0.25));
+    let largest = full.0.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(largest > 1e-4, "the taps moved: {largest}");
+    for (i, (a, b)) in full.0.iter().zip(&slow.0).enumerate() {
+        assert!(
+            (b - 0.25 * a).abs() <= 1e-3 * a.abs() + 1e-9,
+            "tap {i}: {a} vs {b}"
+        );
+    }
+    assert_eq!(full.1, slow.1, "the decoder steps as before");
+}
