@@ -11,6 +11,7 @@
 pub mod audio;
 pub mod live;
 pub mod loudness;
+pub mod mfcc;
 pub mod midi;
 pub mod notes;
 pub mod pitch;
