@@ -131,6 +131,10 @@ work = sys.argv[1]
 rows = []
 for name in sorted(os.listdir(os.path.join(work, "runs"))):
     run = os.path.join(work, "runs", name)
+    held_path = os.path.join(run, "eval", "heldout_at_gain.json")
+    if not os.path.exists(held_path):
+        print(f"note: {name} has no held-out evaluation yet (run its seed and regime); left out")
+        continue
     meta = json.load(open(os.path.join(run, "run_meta.json")))
     train = list(csv.DictReader(open(os.path.join(run, "logs", "train.csv"))))
     steps = [int(r["step"]) for r in train]
@@ -148,7 +152,7 @@ for name in sorted(os.listdir(os.path.join(work, "runs"))):
     def ms(key):
         vals = [float(p[key]) for p in profile[len(profile) // 10:] if p.get(key)]
         return statistics.median(vals) if vals else float("nan")
-    text = open(os.path.join(run, "eval", "heldout_at_gain.json")).read()
+    text = open(held_path).read()
     held = json.loads(text[text.index("{"):])["summary"]
     rows.append({
         "run": name,

@@ -4,6 +4,7 @@
 //! [`RnnFc`] GRU decoder, or a [`Transformer`]) followed by [`ControlHeads`], linear projections to [`RawControls`]; the
 //! synthesizer owns their scaling.
 
+mod encoder;
 mod frame;
 mod fused_gru;
 mod fused_norm;
@@ -14,6 +15,7 @@ mod micro;
 mod mlp;
 mod transformer;
 
+pub use encoder::{ZEncoder, ZEncoderConfig};
 pub use frame::FrameDecoder;
 pub use gru::{FastGru, FastGruConfig, FcStack, FcStackConfig, RnnFc, RnnFcConfig};
 pub use heads::{ControlHeads, HeadsConfig};
