@@ -5,7 +5,8 @@
 # (each run and regime over its seeds: the tables EXPERIMENTS.md quotes); each
 # run keeps its logs, renders and spectrogram PNGs under $WORK/runs/.
 #
-# Runs (the tiny preset's shapes by default):
+# Runs (the tiny preset's shapes by default; A-H keep the 0.5 s FIR reverb they were first
+# measured with, whatever the preset's reverb):
 #   A mlp + one-pole smoothing   B mlp                     C causal transformer
 #   D transformer + smoothing    E gru (the paper's)       G micro-RNN
 #   H mlp + recurrent-lite (AR residual path + biquad smoothing)
@@ -24,7 +25,7 @@
 # Environment (defaults in brackets):
 #   STEPS    training steps per run [1000]
 #   SEEDS    seeds, space-separated ["1"]
-#   RUNS     run letters ["A B C D E G H"]
+#   RUNS     run letters ["A B C D E G H N S X"]
 #   REGIMES  regimes ["1 2 3"]
 #   DEV      folder of recordings [../shared/audio/dev]
 #   ONE      the recording of regimes 1 and 2 [violin_fluidr3]
@@ -39,7 +40,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddsp-target}"
 
 STEPS=${STEPS:-1000}
 SEEDS=${SEEDS:-1}
-RUNS=${RUNS:-A B C D E G H}
+RUNS=${RUNS:-A B C D E G H N S X}
 REGIMES=${REGIMES:-1 2 3}
 DEV=${DEV:-../shared/audio/dev}
 ONE=${ONE:-violin_fluidr3}
@@ -78,15 +79,15 @@ cp "$WORK/train_all/$ONE.wav" "$WORK/train_one/"
 
 variant() {
   case $1 in
-    A) echo "--decoder-backbone mlp --control-smoothing onepole" ;;
-    B) echo "--decoder-backbone mlp" ;;
-    C) echo "--decoder-backbone transformer --transformer-causal true" ;;
-    D) echo "--decoder-backbone transformer --transformer-causal true --control-smoothing onepole" ;;
-    E) echo "--decoder-backbone gru" ;;
-    G) echo "--decoder-backbone micro-rnn --model-hidden 64 --model-layers 2" ;;
-    H) echo "--decoder-backbone mlp --control-residual ar --control-smoothing biquad" ;;
+    A) echo "--decoder-backbone mlp --control-smoothing onepole --reverb fir" ;;
+    B) echo "--decoder-backbone mlp --reverb fir" ;;
+    C) echo "--decoder-backbone transformer --transformer-causal true --reverb fir" ;;
+    D) echo "--decoder-backbone transformer --transformer-causal true --control-smoothing onepole --reverb fir" ;;
+    E) echo "--decoder-backbone gru --reverb fir" ;;
+    G) echo "--decoder-backbone micro-rnn --model-hidden 64 --model-layers 2 --reverb fir" ;;
+    H) echo "--decoder-backbone mlp --control-residual ar --control-smoothing biquad --reverb fir" ;;
     N) echo "--decoder-backbone gru --reverb off" ;;
-    S) echo "--decoder-backbone gru --reverb-lr-scale 0.1" ;;
+    S) echo "--decoder-backbone gru --reverb fir --reverb-lr-scale 0.1" ;;
     X) echo "--decoder-backbone gru --reverb exp-decay" ;;
     *) echo "error: unknown run $1" >&2; exit 2 ;;
   esac
