@@ -70,7 +70,9 @@ for f in "$DEV"/*.wav; do
   cut=$(python3 -c "print(round($seconds * 0.8, 3))")
   [ -f "$WORK/train_all/$name" ] || sox "$f" "$WORK/train_all/$name" trim 0 "$cut"
   if [ ! -f "$WORK/heldout_at_gain/$name" ]; then
-    peak=$(sox "$WORK/train_all/$name" -n stat 2>&1 | awk '/Maximum amplitude/ {print $3}')
+    # The absolute peak, as peak normalisation takes it: the larger of |max| and |min|.
+    peak=$(sox "$WORK/train_all/$name" -n stat 2>&1 \
+      | awk '/Maximum amplitude/ {a = $3} /Minimum amplitude/ {b = -$3} END {print (a > b ? a : b)}')
     gain=$(python3 -c "print(0.99 / max($peak, 1e-6))")
     sox "$f" -e floating-point -b 32 "$WORK/heldout_at_gain/$name" trim "$cut" vol "$gain"
   fi

@@ -18,11 +18,12 @@ pub fn flex_ad() -> Device {
 pub fn wgpu_or_skip(test: &str) -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
     #[cfg(feature = "wgpu")]
     {
+        // The lock comes first: looking for an adapter already sets up the drivers (EGL).
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if crate::device::wgpu_available() {
-            static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-            let guard = ONE_AT_A_TIME
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             return crate::device::select(crate::DeviceChoice::Wgpu)
                 .ok()
                 .map(|d| (d.device, guard));

@@ -59,13 +59,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 (eval_pair(target, render, &device.device)?, None)
             }
             (Some(run), None, None) => {
-                let level = if args.keep_level {
-                    InputLevel::Keep
-                } else {
-                    InputLevel::Normalize
-                };
-                let model =
-                    Model::load(run, args.checkpoint, &device.device)?.with_input_level(level);
+                let model = Model::load(run, args.checkpoint, &device.device)?
+                    .with_input_level(InputLevel::keep_if(args.keep_level));
                 for note in model.notes() {
                     eprintln!("note: {note}");
                 }

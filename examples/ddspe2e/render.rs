@@ -141,12 +141,8 @@ fn stem_path(output: &Path, stem: &str) -> PathBuf {
 pub fn render(args: &RenderArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let device = ddsp::device::select(args.device)?;
-    let level = if args.keep_level {
-        InputLevel::Keep
-    } else {
-        InputLevel::Normalize
-    };
-    let model = Model::load(&args.checkpoint, args.which, &device.device)?.with_input_level(level);
+    let model = Model::load(&args.checkpoint, args.which, &device.device)?
+        .with_input_level(InputLevel::keep_if(args.keep_level));
     for note in model.notes() {
         eprintln!("note: {note}");
     }

@@ -245,6 +245,14 @@ pub enum InputLevel {
     Keep,
 }
 
+impl InputLevel {
+    /// [`InputLevel::Keep`] when `keep`, else [`InputLevel::Normalize`] (a `--keep-level`
+    /// flag).
+    pub fn keep_if(keep: bool) -> Self {
+        if keep { Self::Keep } else { Self::Normalize }
+    }
+}
+
 /// A trained model ready to render, with the config and data statistics stored beside its
 /// weights.
 pub struct Model {
