@@ -917,6 +917,7 @@ fn a_run_with_the_z_encoder_caches_mfccs_trains_resumes_and_renders() {
         .to_string();
     assert!(err.contains("z-encoder"), "{err}");
     let _ = std::fs::remove_dir_all(&runs);
+}
 
 /// A `BURN_DEVICE` naming no backend of this build is a clear error on resume, not Burn's
 /// panic (the check of the value the variable would hold: setting it would race the other
