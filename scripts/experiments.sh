@@ -10,7 +10,7 @@
 #   A mlp + one-pole smoothing   B mlp                     C causal transformer
 #   D transformer + smoothing    E gru (the paper's)       G micro-RNN
 #   H mlp + recurrent-lite (AR residual path + biquad smoothing)
-#   (F, gru + z-encoder, waits for the z-encoder.)
+#   F gru + z-encoder (MFCCs cached beside the others: its cache has them)
 # and the reverb's share (issue #16's ringing), each E with another reverb:
 #   N no reverb   S the FIR learning at a tenth of the rate (--reverb-lr-scale 0.1)
 #   X the exp-decay reverb (trainable gain and decay of a noise response)
@@ -25,7 +25,7 @@
 # Environment (defaults in brackets):
 #   STEPS    training steps per run [1000]
 #   SEEDS    seeds, space-separated ["1"]
-#   RUNS     run letters ["A B C D E G H N S X"]
+#   RUNS     run letters ["A B C D E F G H N S X"]
 #   REGIMES  regimes ["1 2 3"]
 #   DEV      folder of recordings [../shared/audio/dev]
 #   ONE      the recording of regimes 1 and 2 [violin_fluidr3]
@@ -40,7 +40,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddsp-target}"
 
 STEPS=${STEPS:-1000}
 SEEDS=${SEEDS:-1}
-RUNS=${RUNS:-A B C D E G H N S X}
+RUNS=${RUNS:-A B C D E F G H N S X}
 REGIMES=${REGIMES:-1 2 3}
 DEV=${DEV:-../shared/audio/dev}
 ONE=${ONE:-violin_fluidr3}
@@ -86,6 +86,7 @@ variant() {
     C) echo "--decoder-backbone transformer --transformer-causal true --reverb fir" ;;
     D) echo "--decoder-backbone transformer --transformer-causal true --control-smoothing onepole --reverb fir" ;;
     E) echo "--decoder-backbone gru --reverb fir" ;;
+    F) echo "--decoder-backbone gru --reverb fir --encoder mfcc --encoder-units 64" ;;
     G) echo "--decoder-backbone micro-rnn --model-hidden 64 --model-layers 2 --reverb fir" ;;
     H) echo "--decoder-backbone mlp --control-residual ar --control-smoothing biquad --reverb fir" ;;
     N) echo "--decoder-backbone gru --reverb off" ;;
@@ -95,11 +96,14 @@ variant() {
   esac
 }
 
+# regime REGIME RUN: a run with MFCCs (F) has caches of its own (they hold other features).
 regime() {
+  local mfcc=""
+  [ "$2" = F ] && mfcc="_mfcc"
   case $1 in
-    1) echo "--input $WORK/train_one --cache $WORK/cache_one --fixed-batch true --batch-size 1 --max-chunks-per-file 1" ;;
-    2) echo "--input $WORK/train_one --cache $WORK/cache_one --fixed-batch true --batch-size 8" ;;
-    3) echo "--input $WORK/train_all --cache $WORK/cache_all --shuffle true --batch-size 8" ;;
+    1) echo "--input $WORK/train_one --cache $WORK/cache_one$mfcc --fixed-batch true --batch-size 1 --max-chunks-per-file 1" ;;
+    2) echo "--input $WORK/train_one --cache $WORK/cache_one$mfcc --fixed-batch true --batch-size 8" ;;
+    3) echo "--input $WORK/train_all --cache $WORK/cache_all$mfcc --shuffle true --batch-size 8" ;;
     *) echo "error: unknown regime $1" >&2; exit 2 ;;
   esac
 }
@@ -114,7 +118,7 @@ for seed in $SEEDS; do
       else
         echo "== $name"
         # shellcheck disable=SC2046
-        "$BIN" train --config "$CONFIG" $(regime "$r") $(variant "$v") \
+        "$BIN" train --config "$CONFIG" $(regime "$r" "$v") $(variant "$v") \
           --steps "$STEPS" --eval-every "$EVAL_EVERY" --checkpoint-every "$EVAL_EVERY" \
           --log-every 25 --seed "$seed" --device "$DEVICE" --runs-dir "$WORK/runs" --run-name "$name" \
           --overwrite --kernel-dump "$run/kernels.log" > "$WORK/$name.log" 2>&1 \

@@ -255,6 +255,7 @@ impl Scorer {
             f0_hz: track.f0_hz,
             voiced_prob: track.voiced_prob,
             loudness_db: Vec::new(),
+            mfcc: Vec::new(),
         };
         self.scores_of(
             t,
@@ -278,6 +279,7 @@ impl Scorer {
             f0_hz: track.f0_hz,
             voiced_prob: track.voiced_prob,
             loudness_db: Vec::new(),
+            mfcc: Vec::new(),
         };
         Scores {
             spectral: mag + logmag,

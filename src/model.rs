@@ -68,7 +68,8 @@ impl DdspModel {
         model
     }
 
-    /// Decode features `[B, F]` into raw controls, scale them with the synthesizer and render
+    /// Decode features `[B, F]` (and MFCCs `[B, F, mfccBins]` for a z-encoder, see
+    /// [`Decoder::forward`]) into raw controls, scale them with the synthesizer and render
     /// them. `temperature` is the softmax temperature (softmax-db scaling); `seed` picks the
     /// noise.
     pub fn forward(
@@ -76,10 +77,13 @@ impl DdspModel {
         f0_hz: Tensor<2>,
         loudness_db: Tensor<2>,
         voicing: Tensor<2>,
+        mfcc: Option<Tensor<3>>,
         temperature: f64,
         seed: u64,
     ) -> ModelOutput {
-        let raw = self.decoder.forward(f0_hz.clone(), loudness_db, voicing);
+        let raw = self
+            .decoder
+            .forward(f0_hz.clone(), loudness_db, voicing, mfcc);
         let controls = self.synth.get_controls(raw, f0_hz, temperature);
         let audio = self.synth.forward(controls.clone(), seed);
         ModelOutput { controls, audio }
@@ -94,10 +98,12 @@ impl DdspModel {
         f0_hz: Tensor<2>,
         loudness_db: Tensor<2>,
         voicing: Tensor<2>,
+        mfcc: Option<Tensor<3>>,
         temperature: f64,
         state: &mut ModelState,
     ) -> ModelOutput {
-        let controls = self.controls_continued(f0_hz, loudness_db, voicing, temperature, state);
+        let controls =
+            self.controls_continued(f0_hz, loudness_db, voicing, mfcc, temperature, state);
         let audio = self.synth.render(controls.clone(), &mut state.synth);
         ModelOutput { controls, audio }
     }
@@ -109,12 +115,17 @@ impl DdspModel {
         f0_hz: Tensor<2>,
         loudness_db: Tensor<2>,
         voicing: Tensor<2>,
+        mfcc: Option<Tensor<3>>,
         temperature: f64,
         state: &mut ModelState,
     ) -> SynthControls {
-        let raw =
-            self.decoder
-                .forward_continued(f0_hz.clone(), loudness_db, voicing, &mut state.decoder);
+        let raw = self.decoder.forward_continued(
+            f0_hz.clone(),
+            loudness_db,
+            voicing,
+            mfcc,
+            &mut state.decoder,
+        );
         self.synth
             .get_controls_continued(raw, f0_hz, temperature, &mut state.synth)
     }
@@ -331,7 +342,7 @@ mod tests {
             let uv = Tensor::<2>::ones([1, 4], &device);
             let reference = crate::dsp::to_vec(
                 model
-                    .forward(f0.clone(), ld.clone(), uv.clone(), 1.0, 0)
+                    .forward(f0.clone(), ld.clone(), uv.clone(), None, 1.0, 0)
                     .audio
                     .audio,
             );
@@ -341,7 +352,7 @@ mod tests {
                 let loaded = DdspModel::new(&other, &device).load_weights(path).unwrap();
                 let out = crate::dsp::to_vec(
                     loaded
-                        .forward(f0.clone(), ld.clone(), uv.clone(), 1.0, 0)
+                        .forward(f0.clone(), ld.clone(), uv.clone(), None, 1.0, 0)
                         .audio
                         .audio,
                 );
@@ -398,7 +409,7 @@ mod tests {
         };
         let (f0, ld, uv) = (x(1, 100.0, 800.0), x(2, -60.0, -5.0), x(3, 0.0, 1.0));
         let whole = model
-            .forward(f0.clone(), ld.clone(), uv.clone(), 1.0, 5)
+            .forward(f0.clone(), ld.clone(), uv.clone(), None, 1.0, 5)
             .audio
             .audio;
         let mut state = ModelState::new(5);
@@ -406,7 +417,7 @@ mod tests {
         for w in [0usize, 1, 50, 51, 133, f].windows(2) {
             let (a, c) = (w[0], w[1]);
             let cut = |t: &Tensor<2>| t.clone().slice([0..1, a..c]);
-            let out = model.forward_continued(cut(&f0), cut(&ld), cut(&uv), 1.0, &mut state);
+            let out = model.forward_continued(cut(&f0), cut(&ld), cut(&uv), None, 1.0, &mut state);
             parts.push(out.audio.audio);
         }
         parts.push(model.finish(&mut state).audio);

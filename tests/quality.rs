@@ -204,7 +204,14 @@ fn synthetic_controls_are_recovered() {
     let mut first = None;
     let mut last = f32::MAX;
     for step in 0..600 {
-        let out = model.forward(f0_t.clone(), ld_t.clone(), uv_t.clone(), 1.0, step as u64);
+        let out = model.forward(
+            f0_t.clone(),
+            ld_t.clone(),
+            uv_t.clone(),
+            None,
+            1.0,
+            step as u64,
+        );
         let terms = metric.forward_with_target(out.audio.audio, &target_spec);
         let loss = terms.magnitude + terms.log_magnitude;
         last = to_vec(loss.clone())[0];
@@ -216,7 +223,7 @@ fn synthetic_controls_are_recovered() {
     let recovered = to_vec(
         model
             .valid()
-            .forward(f0_t.inner(), ld_t.inner(), uv_t.inner(), 1.0, 0)
+            .forward(f0_t.inner(), ld_t.inner(), uv_t.inner(), None, 1.0, 0)
             .controls
             .distribution,
     );

@@ -154,7 +154,15 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         device.description
     );
     let (frames, seconds) = match (&args.input, &args.midi) {
-        (_, Some(midi)) => midi_frames(&model, midi, args)?,
+        (_, Some(midi)) => {
+            if model.inner().0.decoder.has_encoder() {
+                eprintln!(
+                    "note: this model's z-encoder hears silence in synth mode (there is no \
+                     audio to take MFCCs from); its timbre is the one it learned for silence"
+                );
+            }
+            midi_frames(&model, midi, args)?
+        }
         (Some(input), None) => {
             let spinner =
                 ProgressBar::new_spinner().with_message(format!("analysing {}", input.display()));

@@ -20,7 +20,7 @@ mod flags;
 mod translate;
 mod validate;
 
-pub use crate::decoder::DecoderBackbone;
+pub use crate::decoder::{DecoderBackbone, EncoderKind};
 pub use crate::dsp::AmpResample;
 pub use crate::loss::{LoudnessLossMode, SpectralLogForm, SpectralLossMode};
 pub use crate::synth::{
@@ -116,6 +116,15 @@ pub struct Config {
     pub layers_per_stack: usize,
     /// GRU decoder: recurrent units (also the stacks' width).
     pub rnn_channels: usize,
+    /// The paper's z-encoder: `none`, or `mfcc` (MFCCs -> normalisation -> GRU -> `zDims`
+    /// latent values per frame, an extra decoder input).
+    pub encoder: EncoderKind,
+    /// z-encoder: MFCCs per frame (magenta: 30), computed by the feature pipeline and cached.
+    pub mfcc_bins: usize,
+    /// z-encoder: latent values per frame (magenta: 16).
+    pub z_dims: usize,
+    /// z-encoder: GRU units (magenta: 512).
+    pub encoder_units: usize,
     /// Transformer width.
     pub transformer_d_model: usize,
     /// Transformer blocks.
@@ -301,6 +310,10 @@ impl Default for Config {
             micro_rnn_units: 32,
             layers_per_stack: 3,
             rnn_channels: 512,
+            encoder: EncoderKind::None,
+            mfcc_bins: 30,
+            z_dims: 16,
+            encoder_units: 512,
             transformer_d_model: 64,
             transformer_layers: 2,
             transformer_heads: 4,
@@ -428,7 +441,7 @@ impl Config {
     /// The subset of the config a cache depends on (features, chunking, split): a cache made
     /// with other values is stale. The training `seed` is not part of it.
     pub fn feature_fingerprint(&self) -> Vec<(&'static str, String)> {
-        vec![
+        [
             ("sampleRate", self.sample_rate.to_string()),
             ("chunkSize", self.chunk_size.to_string()),
             ("chunkHop", self.chunk_hop.to_string()),
@@ -447,6 +460,12 @@ impl Config {
                 format!("{:?}", self.max_chunks_per_file),
             ),
         ]
+        .into_iter()
+        // Only caches with MFCCs name them, so caches made before MFCCs existed stay valid.
+        .chain(
+            (self.encoder == EncoderKind::Mfcc).then(|| ("mfccBins", self.mfcc_bins.to_string())),
+        )
+        .collect()
     }
 }
 

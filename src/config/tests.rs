@@ -195,6 +195,10 @@ const BROKEN: &[(&[(&str, &str)], &str)] = &[
     (&[("noise-bands", "0")], "noiseBands"),
     (&[("reverb-length", "1")], "reverbLength"),
     (&[("reverb-lr-scale", "0")], "reverbLrScale"),
+    (&[("mfcc-bins", "0")], "mfccBins"),
+    (&[("mfcc-bins", "129")], "mfccBins"),
+    (&[("z-dims", "0")], "zDims"),
+    (&[("encoder-units", "0")], "encoderUnits"),
     (&[("reverb-lr-scale", "11")], "reverbLrScale"),
     (&[("control-smoothing-alpha", "1")], "controlSmoothingAlpha"),
     (
@@ -496,4 +500,46 @@ fn sizes_that_would_exhaust_memory_are_refused() {
             });
         assert!(err.contains(&option) && err.contains(limit), "{key}: {err}");
     }
+}
+
+/// `encoder mfcc` asks the feature pipeline for `mfccBins` MFCCs (and names them in the cache
+/// fingerprint, which is unchanged without them) and gives the decoder a z-encoder whose
+/// latent widens the backbone's input.
+#[test]
+fn the_z_encoder_reaches_the_features_the_cache_and_the_decoder() {
+    let plain = Config::from_sources::<&str, &str>(None, &[]).unwrap();
+    let with = Config::from_sources(
+        None,
+        &[
+            ("encoder", "mfcc"),
+            ("mfcc-bins", "20"),
+            ("z-dims", "8"),
+            ("encoder-units", "32"),
+            ("decoder-backbone", "mlp"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(plain.feature_config().mfcc_bins, 0);
+    assert_eq!(with.feature_config().mfcc_bins, 20);
+    let keys = |c: &Config| {
+        c.feature_fingerprint()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    assert!(!keys(&plain).contains(&"mfccBins"));
+    assert!(keys(&with).contains(&"mfccBins"));
+    assert_eq!(keys(&with).len(), keys(&plain).len() + 1);
+    assert!(plain.decoder_config().encoder.is_none());
+    let d = with.decoder_config();
+    let e = d.encoder.as_ref().unwrap();
+    assert_eq!((e.mfcc_bins, e.z_dims, e.units), (20, 8, 32));
+    assert_eq!(
+        d.backbone.d_input(),
+        crate::decoder::input_features(false) + 8
+    );
+    let err = Config::from_sources(None, &[("encoder", "wavenet")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encoder"), "{err}");
 }

@@ -2,10 +2,10 @@
 //! decoder, objective and the softmax temperature. Nothing else reads the flat config's model
 //! options.
 
-use super::{Config, ControlResidual, DecoderBackbone, HarmonicHeadMode, ReverbMode};
+use super::{Config, ControlResidual, DecoderBackbone, EncoderKind, HarmonicHeadMode, ReverbMode};
 use crate::decoder::{
     BackboneConfig, DecoderConfig, MicroRnnConfig, MlpConfig, RnnFcConfig, TransformerConfig,
-    input_features,
+    ZEncoderConfig, input_features,
 };
 use crate::features::FeatureConfig;
 use crate::loss::{ObjectiveConfig, SpectralLossConfig};
@@ -24,6 +24,11 @@ impl Config {
             min_f0: self.min_f0,
             max_f0: self.max_f0,
             voiced_threshold: self.voiced_threshold,
+            mfcc_bins: if self.encoder == EncoderKind::Mfcc {
+                self.mfcc_bins
+            } else {
+                0
+            },
         }
     }
 
@@ -73,11 +78,16 @@ impl Config {
             )
     }
 
-    /// The decoder: the chosen backbone over the (3 or 5) input features, heads sized for
-    /// [`Config::synth_config`]. The GRU decoder's stacks use `rnnChannels` as their width
-    /// (the paper's `ch = rnn_channels = 512`).
+    /// The decoder: the chosen backbone over the (3 or 5) input features and, with the
+    /// z-encoder, its `zDims` latent values, heads sized for [`Config::synth_config`]. The GRU
+    /// decoder's stacks use `rnnChannels` as their width (the paper's `ch = rnn_channels =
+    /// 512`); it gives the latent one stack of its own, as magenta's `RnnFcDecoder` does.
     pub fn decoder_config(&self) -> DecoderConfig {
-        let d_in = input_features(self.delta_features);
+        let encoder = (self.encoder == EncoderKind::Mfcc)
+            .then(|| ZEncoderConfig::new(self.mfcc_bins, self.encoder_units, self.z_dims));
+        let z = encoder.as_ref().map_or(0, |e| e.z_dims);
+        let features = input_features(self.delta_features);
+        let d_in = features + z;
         let backbone = match self.decoder_backbone {
             DecoderBackbone::Mlp => BackboneConfig::Mlp(
                 MlpConfig::new(d_in, self.model_hidden).with_layers(self.model_layers),
@@ -88,12 +98,15 @@ impl Config {
                 )
                 .with_units(self.micro_rnn_units),
             ),
-            DecoderBackbone::Gru => BackboneConfig::Gru(RnnFcConfig::new(
-                d_in,
-                self.rnn_channels,
-                self.rnn_channels,
-                self.layers_per_stack,
-            )),
+            DecoderBackbone::Gru => BackboneConfig::Gru(
+                RnnFcConfig::new(
+                    features,
+                    self.rnn_channels,
+                    self.rnn_channels,
+                    self.layers_per_stack,
+                )
+                .with_z_dims(z),
+            ),
             DecoderBackbone::Transformer => BackboneConfig::Transformer(
                 TransformerConfig::new(
                     d_in,
@@ -113,6 +126,7 @@ impl Config {
             self.harmonics,
             self.synth_config().raw_noise_channels(),
         )
+        .with_encoder(encoder)
     }
 
     /// The training objective: each term's definition and weight schedule. The spectral

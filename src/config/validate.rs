@@ -104,6 +104,18 @@ impl Config {
         v.at_least("modelHidden", self.model_hidden, 1);
         v.at_least("modelLayers", self.model_layers, 1);
         v.at_least("microRnnUnits", self.micro_rnn_units, 1);
+        if !(1..=crate::features::mfcc::MEL_BINS).contains(&self.mfcc_bins) {
+            v.fail(
+                "mfccBins",
+                format!(
+                    "must be in 1..={} (the mel bands), got {}",
+                    crate::features::mfcc::MEL_BINS,
+                    self.mfcc_bins
+                ),
+            );
+        }
+        v.at_least("zDims", self.z_dims, 1);
+        v.at_least("encoderUnits", self.encoder_units, 1);
         v.at_least("rnnChannels", self.rnn_channels, 1);
         v.at_least("transformerDModel", self.transformer_d_model, 1);
         v.at_least("transformerLayers", self.transformer_layers, 1);

@@ -18,6 +18,8 @@ pub struct Batch {
     pub loudness_db: Tensor<2>,
     /// Voicing probability `[B, F]`.
     pub voiced_prob: Tensor<2>,
+    /// MFCCs `[B, F, mfcc_bins]`, when the cache has them (the z-encoder's input).
+    pub mfcc: Option<Tensor<3>>,
     /// The chunk ids, in batch order.
     pub ids: Vec<String>,
     /// A fingerprint of each item's audio, in batch order: items with equal keys have equal
@@ -61,6 +63,7 @@ impl Batch {
             f0_hz: from_vec(f0_hz, [b, f], device),
             loudness_db: from_vec(loudness_db, [b, f], device),
             voiced_prob: from_vec(voiced_prob, [b, f], device),
+            mfcc: None,
             ids: (0..b).map(|i| i.to_string()).collect(),
         }
     }
@@ -80,6 +83,10 @@ impl Batch {
             f0_hz: from_vec(cat(|c| &c.f0_hz), [b, f], device),
             loudness_db: from_vec(cat(|c| &c.loudness_db), [b, f], device),
             voiced_prob: from_vec(cat(|c| &c.voiced_prob), [b, f], device),
+            mfcc: (!chunks[0].mfcc.is_empty()).then(|| {
+                let m = chunks[0].mfcc.len() / f.max(1);
+                from_vec(cat(|c| &c.mfcc), [b, f, m], device)
+            }),
             ids: chunks.iter().map(|c| c.entry.id.clone()).collect(),
         }
     }

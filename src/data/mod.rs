@@ -205,12 +205,28 @@ impl Manifest {
     /// The feature options where `config` differs from the cache's, as
     /// `name: cache value -> requested value`.
     pub fn feature_differences(&self, config: &Config) -> Vec<String> {
-        self.config
-            .feature_fingerprint()
+        // By name: an option only one side has (the MFCCs) differs too.
+        let (cache, asked) = (
+            self.config.feature_fingerprint(),
+            config.feature_fingerprint(),
+        );
+        let value = |list: &[(&'static str, String)], name: &str| {
+            list.iter()
+                .find(|(n, _)| *n == name)
+                .map_or_else(|| "none".to_string(), |(_, v)| v.clone())
+        };
+        let mut names: Vec<&'static str> = cache.iter().map(|(n, _)| *n).collect();
+        for (n, _) in &asked {
+            if !names.contains(n) {
+                names.push(n);
+            }
+        }
+        names
             .into_iter()
-            .zip(config.feature_fingerprint())
-            .filter(|((_, a), (_, b))| a != b)
-            .map(|((name, a), (_, b))| format!("{name}: cache {a}, requested {b}"))
+            .filter_map(|name| {
+                let (a, b) = (value(&cache, name), value(&asked, name));
+                (a != b).then(|| format!("{name}: cache {a}, requested {b}"))
+            })
             .collect()
     }
 }
@@ -254,6 +270,8 @@ pub struct Chunk {
     pub loudness_db: Vec<f32>,
     /// Voicing probability per frame.
     pub voiced_prob: Vec<f32>,
+    /// MFCCs per frame, frame after frame (empty unless the cache has them).
+    pub mfcc: Vec<f32>,
 }
 
 impl Chunk {
@@ -263,6 +281,7 @@ impl Chunk {
             f0_hz: self.f0_hz.clone(),
             voiced_prob: self.voiced_prob.clone(),
             loudness_db: self.loudness_db.clone(),
+            mfcc: self.mfcc.clone(),
         }
     }
 }
@@ -307,11 +326,12 @@ impl Dataset {
         let mut chunks = Vec::with_capacity(manifest.chunks.len());
         let frames = manifest.config.frames_per_chunk();
         let size = manifest.config.chunk_size;
+        let mfcc_bins = manifest.config.feature_config().mfcc_bins;
         for (si, source) in manifest.sources.iter().enumerate() {
             let path = dir.join(&source.shard);
             stays_inside(dir, &path)?;
             let expected = source.shard_sha256.as_deref();
-            let shard = preprocess::read_shard(&path, size, frames, expected)?;
+            let shard = preprocess::read_shard(&path, size, frames, mfcc_bins, expected)?;
             for entry in manifest.chunks.iter().filter(|c| c.source == si) {
                 let row = entry.row;
                 if row >= shard.rows {
@@ -326,6 +346,8 @@ impl Dataset {
                     f0_hz: shard.f0_hz[row * frames..(row + 1) * frames].to_vec(),
                     loudness_db: shard.loudness_db[row * frames..(row + 1) * frames].to_vec(),
                     voiced_prob: shard.voiced_prob[row * frames..(row + 1) * frames].to_vec(),
+                    mfcc: shard.mfcc[row * frames * mfcc_bins..(row + 1) * frames * mfcc_bins]
+                        .to_vec(),
                 });
             }
         }

@@ -112,6 +112,8 @@ pub(super) struct Shard {
     pub f0_hz: Vec<f32>,
     pub loudness_db: Vec<f32>,
     pub voiced_prob: Vec<f32>,
+    /// MFCCs, `frames * mfcc_bins` per row (empty when the config computes none).
+    pub mfcc: Vec<f32>,
     pub chunks: Vec<ChunkEntry>,
     /// Length of the resampled source, samples.
     pub samples: usize,
@@ -123,14 +125,23 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Write a shard; returns the SHA-256 of the file.
-fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> Result<String> {
-    let bufs = [
+/// Write a shard (with its MFCCs when `mfcc_bins > 0`); returns the SHA-256 of the file.
+fn write_shard(
+    path: &Path,
+    shard: &Shard,
+    chunk_size: usize,
+    frames: usize,
+    mfcc_bins: usize,
+) -> Result<String> {
+    let mut bufs = vec![
         ("audio", f32_bytes(&shard.audio), chunk_size),
         ("f0_hz", f32_bytes(&shard.f0_hz), frames),
         ("loudness_db", f32_bytes(&shard.loudness_db), frames),
         ("voiced_prob", f32_bytes(&shard.voiced_prob), frames),
     ];
+    if mfcc_bins > 0 {
+        bufs.push(("mfcc", f32_bytes(&shard.mfcc), frames * mfcc_bins));
+    }
     let views: Vec<(&str, TensorView)> = bufs
         .iter()
         .map(|(name, bytes, width)| {
@@ -157,11 +168,13 @@ fn write_shard(path: &Path, shard: &Shard, chunk_size: usize, frames: usize) -> 
 }
 
 /// Read and check a shard: its SHA-256 against `expected` (when the manifest records one), its
-/// arrays' shapes, and that every value is finite. Any problem is an error naming the file.
+/// arrays' shapes (MFCCs too when `mfcc_bins > 0`), and that every value is finite. Any
+/// problem is an error naming the file.
 pub(super) fn read_shard(
     path: &Path,
     chunk_size: usize,
     frames: usize,
+    mfcc_bins: usize,
     expected: Option<&str>,
 ) -> Result<Shard> {
     let bad = |reason: String| Error::Cache {
@@ -248,6 +261,11 @@ pub(super) fn read_shard(
         f0_hz: get("f0_hz", frames)?,
         loudness_db: get("loudness_db", frames)?,
         voiced_prob: get("voiced_prob", frames)?,
+        mfcc: if mfcc_bins > 0 {
+            get("mfcc", frames * mfcc_bins)?
+        } else {
+            Vec::new()
+        },
         chunks,
         samples,
         sha256,
@@ -295,6 +313,7 @@ fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
         f0_hz: Vec::new(),
         loudness_db: Vec::new(),
         voiced_prob: Vec::new(),
+        mfcc: Vec::new(),
         chunks: Vec::new(),
         samples: n,
         sha256: String::new(),
@@ -311,6 +330,7 @@ fn analyse(path: &Path, config: &Config, key: u64) -> Result<Shard> {
         shard.f0_hz.extend_from_slice(&f.f0_hz);
         shard.loudness_db.extend_from_slice(&f.loudness_db);
         shard.voiced_prob.extend_from_slice(&f.voiced_prob);
+        shard.mfcc.extend_from_slice(&f.mfcc);
         shard.chunks.push(ChunkEntry {
             id: String::new(),
             source: 0,
@@ -367,6 +387,7 @@ pub fn preprocess(
     let fkey = features_key(config);
     let size = config.chunk_size;
     let frames = config.frames_per_chunk();
+    let mfcc_bins = config.feature_config().mfcc_bins;
 
     let outcomes: Vec<(Outcome, f64)> = files
         .par_iter()
@@ -382,20 +403,21 @@ pub fn preprocess(
                 let shard_name = format!("chunks-{}-{fkey}.safetensors", &sha[..16]);
                 let shard_path = cache.join(&shard_name);
                 let key = u64::from_str_radix(&sha[..16], 16).unwrap_or(0);
-                let (shard, reused, seconds) = match read_shard(&shard_path, size, frames, None) {
-                    Ok(s) => (s, true, 0.0),
-                    Err(_) => {
-                        let mut s = analyse(path, config, key)?;
-                        // A shard that cannot be written is the cache's problem, not the
-                        // input's: it stops the run.
-                        match write_shard(&shard_path, &s, size, frames) {
-                            Ok(sha) => s.sha256 = sha,
-                            Err(e) => return Ok((Outcome::Failed(e), 0.0)),
+                let (shard, reused, seconds) =
+                    match read_shard(&shard_path, size, frames, mfcc_bins, None) {
+                        Ok(s) => (s, true, 0.0),
+                        Err(_) => {
+                            let mut s = analyse(path, config, key)?;
+                            // A shard that cannot be written is the cache's problem, not the
+                            // input's: it stops the run.
+                            match write_shard(&shard_path, &s, size, frames, mfcc_bins) {
+                                Ok(sha) => s.sha256 = sha,
+                                Err(e) => return Ok((Outcome::Failed(e), 0.0)),
+                            }
+                            let secs = s.samples as f64 / config.sample_rate;
+                            (s, false, secs)
                         }
-                        let secs = s.samples as f64 / config.sample_rate;
-                        (s, false, secs)
-                    }
-                };
+                    };
                 let samples = shard.samples;
                 if shard.rows == 0 {
                     return Ok((

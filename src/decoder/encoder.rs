@@ -11,7 +11,19 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use serde::{Deserialize, Serialize};
+
 use super::gru::{FastGru, FastGruConfig};
+
+/// Whether a decoder has a z-encoder (`encoder`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncoderKind {
+    /// f0, loudness and voicing only (the paper's "no z" models).
+    None,
+    /// The MFCC z-encoder.
+    Mfcc,
+}
 
 /// Configuration of a [`ZEncoder`].
 #[derive(Config, Debug)]
@@ -31,6 +43,7 @@ impl ZEncoderConfig {
             norm: LayerNormConfig::new(self.mfcc_bins).init(device),
             gru: FastGruConfig::new(self.mfcc_bins, self.units).init(device),
             out: LinearConfig::new(self.units, self.z_dims).init(device),
+            mfcc_bins: self.mfcc_bins,
         }
     }
 }
@@ -44,9 +57,23 @@ pub struct ZEncoder {
     pub gru: FastGru,
     /// The projection to the latent.
     pub out: Linear,
+    #[module(skip)]
+    mfcc_bins: usize,
 }
 
 impl ZEncoder {
+    /// MFCCs per frame it takes.
+    pub fn mfcc_bins(&self) -> usize {
+        self.mfcc_bins
+    }
+
+    /// The MFCCs of `f` silent frames for `b` items (what the encoder hears where no audio
+    /// exists, as in synth mode): `[B, F, mfcc_bins]`.
+    pub fn silence(&self, b: usize, f: usize, device: &Device) -> Tensor<3> {
+        let frame = crate::features::mfcc::silence(self.mfcc_bins);
+        crate::dsp::from_vec(frame, [1, 1, self.mfcc_bins], device).repeat(&[b, f, 1])
+    }
+
     /// `[B, F, mfcc_bins]` -> `[B, F, z_dims]` from a zero state.
     pub fn forward(&self, mfcc: Tensor<3>) -> Tensor<3> {
         self.forward_from(mfcc, None).0

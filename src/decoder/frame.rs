@@ -360,8 +360,12 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     /// A host copy of `decoder` that decodes up to `max_frames` frames per call; `None` for
-    /// the transformer backbone (it attends over a window of frames, not frame by frame).
+    /// the transformer backbone (it attends over a window of frames, not frame by frame) and
+    /// for a decoder with a z-encoder (no host form of the encoder or of live MFCCs yet).
     pub fn new(decoder: &Decoder, max_frames: usize) -> Option<Self> {
+        if decoder.has_encoder() {
+            return None;
+        }
         let max_frames = max_frames.max(1);
         let (backbone, d_out) = match &decoder.backbone {
             Backbone::Mlp(m) => {

@@ -166,6 +166,7 @@ impl FcStackConfig {
         FcStack {
             dense,
             norms,
+            d_input: self.d_input,
             d_output: if self.layers == 0 {
                 self.d_input
             } else {
@@ -187,10 +188,17 @@ pub struct FcStack {
     pub(super) dense: Vec<Linear>,
     pub(super) norms: Vec<LayerNorm>,
     #[module(skip)]
+    d_input: usize,
+    #[module(skip)]
     d_output: usize,
 }
 
 impl FcStack {
+    /// Input width.
+    pub fn d_input(&self) -> usize {
+        self.d_input
+    }
+
     /// Output width.
     pub fn d_output(&self) -> usize {
         self.d_output
@@ -225,6 +233,10 @@ pub struct RnnFcConfig {
     pub rnn_channels: usize,
     /// Layers per stack (0: inputs go straight to the GRU, the "tiny" model).
     pub layers_per_stack: usize,
+    /// Width of a latent input after the `d_input` features (the z-encoder's `zDims`), which
+    /// gets one stack of its own; 0 for none.
+    #[config(default = 0)]
+    pub z_dims: usize,
 }
 
 impl RnnFcConfig {
@@ -232,7 +244,7 @@ impl RnnFcConfig {
     /// the raw inputs.
     pub fn d_output(&self) -> usize {
         if self.layers_per_stack == 0 {
-            self.rnn_channels + self.d_input
+            self.rnn_channels + self.d_input + self.z_dims
         } else {
             self.channels
         }
@@ -240,8 +252,10 @@ impl RnnFcConfig {
 
     /// Build the trunk.
     pub fn init(&self, device: &Device) -> RnnFc {
-        let stacks: Vec<FcStack> = (0..self.d_input)
-            .map(|_| FcStackConfig::new(1, self.channels, self.layers_per_stack).init(device))
+        let widths =
+            std::iter::repeat_n(1, self.d_input).chain((self.z_dims > 0).then_some(self.z_dims));
+        let stacks: Vec<FcStack> = widths
+            .map(|w| FcStackConfig::new(w, self.channels, self.layers_per_stack).init(device))
             .collect();
         let stacked: usize = stacks.iter().map(FcStack::d_output).sum();
         let gru = FastGruConfig::new(stacked, self.rnn_channels).init(device);
@@ -255,8 +269,9 @@ impl RnnFcConfig {
     }
 }
 
-/// The paper's `RnnFcDecoder` trunk: one FC stack per input feature, concatenated, a GRU, the
-/// GRU output concatenated with the stacks, and an output FC stack.
+/// The paper's `RnnFcDecoder` trunk: one FC stack per input feature (and one for the latent
+/// `z` when there is one), concatenated, a GRU, the GRU output concatenated with the stacks,
+/// and an output FC stack.
 #[derive(Module, Debug)]
 pub struct RnnFc {
     pub(super) stacks: Vec<FcStack>,
@@ -279,13 +294,17 @@ impl RnnFc {
     /// state after the last frame too.
     pub fn forward_from(&self, x: Tensor<3>, h0: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
         let [b, f, d] = x.dims();
+        let mut at = 0;
         let parts: Vec<Tensor<3>> = self
             .stacks
             .iter()
-            .enumerate()
-            .map(|(i, s)| s.forward(x.clone().slice([0..b, 0..f, i..i + 1])))
+            .map(|s| {
+                let w = s.d_input();
+                at += w;
+                s.forward(x.clone().slice([0..b, 0..f, at - w..at]))
+            })
             .collect();
-        debug_assert_eq!(parts.len(), d);
+        debug_assert_eq!(at, d);
         let stacked = Tensor::cat(parts, 2);
         let (rnn, h) = self.gru.forward_from(stacked.clone(), h0);
         (self.out.forward(Tensor::cat(vec![rnn, stacked], 2)), h)

@@ -15,7 +15,7 @@ mod micro;
 mod mlp;
 mod transformer;
 
-pub use encoder::{ZEncoder, ZEncoderConfig};
+pub use encoder::{EncoderKind, ZEncoder, ZEncoderConfig};
 pub use frame::FrameDecoder;
 pub use gru::{FastGru, FastGruConfig, FcStack, FcStackConfig, RnnFc, RnnFcConfig};
 pub use heads::{ControlHeads, HeadsConfig};
@@ -169,14 +169,15 @@ impl BackboneState {
     }
 }
 
-/// What a [`Decoder`] carries from one piece of frames to the next: the backbone's state and
-/// the previous frame of the delta features. [`Decoder::forward_continued`] on consecutive
+/// What a [`Decoder`] carries from one piece of frames to the next: the backbone's state, the
+/// z-encoder's state and the previous frame of the delta features. [`Decoder::forward_continued`] on consecutive
 /// pieces gives what [`Decoder::forward`] gives on all the frames (the transformer attending
 /// within windows of its training length, see [`Transformer::forward_continued`]).
 #[derive(Clone, Debug, Default)]
 pub struct DecoderState {
     previous: Option<(Tensor<2>, Tensor<2>)>,
     backbone: BackboneState,
+    encoder: Option<Tensor<2>>,
 }
 
 /// Configuration of a [`Decoder`]: its inputs, backbone and heads.
@@ -189,12 +190,16 @@ pub struct DecoderConfig {
     pub backbone: BackboneConfig,
     /// The heads (their `d_input` is the backbone's output width).
     pub heads: HeadsConfig,
+    /// The z-encoder, whose `z_dims` latent values per frame follow the features in the
+    /// backbone's input; none for f0/loudness/voicing alone.
+    #[config(default = "None")]
+    pub encoder: Option<ZEncoderConfig>,
 }
 
 impl DecoderConfig {
     /// A decoder whose heads sit on `backbone`'s output: `harmonics` distribution values and
     /// `noise_outputs` raw noise values per frame. `backbone` must take
-    /// [`input_features`]`(delta_features)` inputs.
+    /// [`input_features`]`(delta_features)` inputs, plus the encoder's `z_dims` with one.
     pub fn with_heads(
         backbone: BackboneConfig,
         delta_features: bool,
@@ -210,6 +215,7 @@ impl DecoderConfig {
         Decoder {
             backbone: self.backbone.init(device),
             heads: self.heads.init(device),
+            encoder: self.encoder.as_ref().map(|e| e.init(device)),
             delta_features: self.delta_features,
             kind: self.backbone.kind(),
         }
@@ -223,6 +229,8 @@ pub struct Decoder {
     pub backbone: Backbone,
     /// The heads.
     pub heads: ControlHeads,
+    /// The z-encoder, if any.
+    pub encoder: Option<ZEncoder>,
     #[module(skip)]
     delta_features: bool,
     #[module(skip)]
@@ -235,14 +243,23 @@ impl Decoder {
         self.kind
     }
 
-    /// Raw controls from features: `f0_hz`, `loudness_db`, `voicing` are `[B, F]`.
+    /// Whether it has a z-encoder (and so needs MFCCs with its features).
+    pub fn has_encoder(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    /// Raw controls from features: `f0_hz`, `loudness_db`, `voicing` are `[B, F]`; `mfcc`
+    /// `[B, F, mfcc_bins]` feeds the z-encoder (which hears silence without them, as in synth
+    /// mode) and is ignored without one.
     pub fn forward(
         &self,
         f0_hz: Tensor<2>,
         loudness_db: Tensor<2>,
         voicing: Tensor<2>,
+        mfcc: Option<Tensor<3>>,
     ) -> RawControls {
         let x = decoder_inputs(f0_hz, loudness_db, voicing, self.delta_features);
+        let x = self.with_latent(x, mfcc, &mut None);
         self.heads.forward(self.backbone.forward(x))
     }
 
@@ -252,6 +269,7 @@ impl Decoder {
         f0_hz: Tensor<2>,
         loudness_db: Tensor<2>,
         voicing: Tensor<2>,
+        mfcc: Option<Tensor<3>>,
         state: &mut DecoderState,
     ) -> RawControls {
         let x = decoder_inputs_from(
@@ -261,8 +279,27 @@ impl Decoder {
             self.delta_features,
             &mut state.previous,
         );
+        let x = self.with_latent(x, mfcc, &mut state.encoder);
         let h = self.backbone.forward_continued(x, &mut state.backbone);
         self.heads.forward(h)
+    }
+
+    /// The features `x` followed by the z-encoder's latent of `mfcc` (continuing the
+    /// encoder's `state`), or `x` alone without an encoder.
+    fn with_latent(
+        &self,
+        x: Tensor<3>,
+        mfcc: Option<Tensor<3>>,
+        state: &mut Option<Tensor<2>>,
+    ) -> Tensor<3> {
+        let Some(encoder) = &self.encoder else {
+            return x;
+        };
+        let [b, f, _] = x.dims();
+        let mfcc = mfcc.unwrap_or_else(|| encoder.silence(b, f, &x.device()));
+        let (z, last) = encoder.forward_from(mfcc, state.take());
+        *state = Some(last);
+        Tensor::cat(vec![x, z], 2)
     }
 }
 

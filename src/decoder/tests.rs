@@ -95,7 +95,7 @@ impl Pair {
     fn controls(&self, x: &Inputs, temperature: f64) -> SynthControls {
         let raw = self
             .decoder
-            .forward(x.f0.clone(), x.ld.clone(), x.uv.clone());
+            .forward(x.f0.clone(), x.ld.clone(), x.uv.clone(), None);
         self.synth.get_controls(raw, x.f0.clone(), temperature)
     }
 }
@@ -107,7 +107,7 @@ fn raw_shapes_for_every_backbone() {
         for noise in [9, 6] {
             let d = small(backbone, noise).init(&device);
             let x = inputs(2, 10, 1, &device);
-            let raw = d.forward(x.f0, x.ld, x.uv);
+            let raw = d.forward(x.f0, x.ld, x.uv, None);
             assert_eq!(raw.amplitude.dims(), [2, 10, 1], "{backbone:?}");
             assert_eq!(raw.distribution.dims(), [2, 10, 7]);
             assert_eq!(raw.noise.dims(), [2, 10, noise]);
@@ -209,11 +209,11 @@ fn non_causal_transformer_sees_the_future() {
     let mut f0 = to_vec(a.f0.clone());
     f0[7] += 300.0;
     let c1 = to_vec(
-        d.forward(a.f0.clone(), a.ld.clone(), a.uv.clone())
+        d.forward(a.f0.clone(), a.ld.clone(), a.uv.clone(), None)
             .amplitude,
     );
     let c2 = to_vec(
-        d.forward(from_vec(f0, [1, 8], &device), a.ld, a.uv)
+        d.forward(from_vec(f0, [1, 8], &device), a.ld, a.uv, None)
             .amplitude,
     );
     assert_ne!(c1[0], c2[0]);
@@ -521,10 +521,11 @@ fn decoding_in_pieces_equals_one_pass() {
             x.f0.clone(),
             x.ld.clone(),
             x.uv.clone(),
+            None,
             &mut DecoderState::default(),
         );
         if backbone != DecoderBackbone::Transformer {
-            let plain = d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone());
+            let plain = d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone(), None);
             assert_eq!(
                 to_vec(plain.distribution),
                 to_vec(whole.distribution.clone())
@@ -538,6 +539,7 @@ fn decoding_in_pieces_equals_one_pass() {
                 cut(&x.f0, a, c),
                 cut(&x.ld, a, c),
                 cut(&x.uv, a, c),
+                None,
                 &mut state,
             );
             parts.push(raw.distribution);
@@ -643,6 +645,7 @@ fn frame_decoder_in_pieces_equals_the_tensor_decoder() {
                 from_vec(f0.clone(), [1, f], &device),
                 from_vec(ld.clone(), [1, f], &device),
                 from_vec(uv.clone(), [1, f], &device),
+                None,
             );
             let expected = [raw.amplitude, raw.distribution, raw.noise].map(to_vec);
             let mut host = FrameDecoder::new(&decoder, 10).expect("frame by frame");
@@ -677,4 +680,76 @@ fn frame_decoder_in_pieces_equals_the_tensor_decoder() {
     }
     let transformer = small(DecoderBackbone::Transformer, 5).init(&device);
     assert!(FrameDecoder::new(&transformer, 4).is_none());
+}
+
+/// The decoders with a z-encoder (every frame-wise or recurrent backbone): the latent is part
+/// of the backbone's input (the GRU decoder gives it a stack of its own), the encoder's state
+/// carries across pieces like the backbone's, MFCCs change the controls, and no MFCCs means
+/// the MFCCs of silence.
+#[test]
+fn a_decoder_with_a_z_encoder_continues_across_pieces_and_hears_silence_without_mfccs() {
+    let device = Device::flex();
+    let (b, f, m, z) = (2, 24, 6, 3);
+    let d_in = input_features(false);
+    for backbone in [
+        BackboneConfig::Mlp(MlpConfig::new(d_in + z, 16).with_layers(2)),
+        BackboneConfig::MicroRnn(
+            MicroRnnConfig::new(MlpConfig::new(d_in + z, 16).with_layers(1)).with_units(5),
+        ),
+        BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 1).with_z_dims(z)),
+        BackboneConfig::Gru(RnnFcConfig::new(d_in, 8, 12, 0).with_z_dims(z)),
+    ] {
+        let what = format!("{:?}", backbone.kind());
+        let d = DecoderConfig::with_heads(backbone, false, 7, 5)
+            .with_encoder(Some(ZEncoderConfig::new(m, 4, z)))
+            .init(&device);
+        assert!(d.has_encoder());
+        if let Backbone::Gru(g) = &d.backbone {
+            assert_eq!(g.stacks.len(), d_in + 1, "one stack for z");
+            assert_eq!(g.stacks[d_in].d_input(), z);
+        }
+        let x = inputs(b, f, 7, &device);
+        let mfcc = from_vec(rand_vec(b * f * m, 8, -20.0, 5.0), [b, f, m], &device);
+        let whole = d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone(), Some(mfcc.clone()));
+        assert_eq!(whole.distribution.dims(), [b, f, 7], "{what}");
+        let mut state = DecoderState::default();
+        let mut parts = Vec::new();
+        for w in [0usize, 5, 6, 17, f].windows(2) {
+            let (a, c) = (w[0], w[1]);
+            let cut2 = |t: &Tensor<2>| t.clone().slice([0..b, a..c]);
+            let raw = d.forward_continued(
+                cut2(&x.f0),
+                cut2(&x.ld),
+                cut2(&x.uv),
+                Some(mfcc.clone().slice([0..b, a..c, 0..m])),
+                &mut state,
+            );
+            parts.push(raw.distribution);
+        }
+        let (one, pieces) = (
+            to_vec(whole.distribution.clone()),
+            to_vec(Tensor::cat(parts, 1)),
+        );
+        for (i, (p, q)) in one.iter().zip(&pieces).enumerate() {
+            assert!((p - q).abs() < 1e-5, "{what} value {i}: {p} vs {q}");
+        }
+        let silent = from_vec(
+            crate::features::mfcc::silence(m).repeat(b * f),
+            [b, f, m],
+            &device,
+        );
+        let (without, with_silence) = (
+            d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone(), None),
+            d.forward(x.f0.clone(), x.ld.clone(), x.uv.clone(), Some(silent)),
+        );
+        assert_eq!(
+            to_vec(without.distribution.clone()),
+            to_vec(with_silence.distribution)
+        );
+        assert_ne!(
+            to_vec(without.distribution),
+            one,
+            "{what}: the MFCCs matter"
+        );
+    }
 }

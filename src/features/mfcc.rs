@@ -21,6 +21,9 @@ use super::loudness::{centred_frame_count, frame_spectra};
 /// Floor of magenta's `safe_log`.
 pub const LOG_FLOOR: f64 = 1e-5;
 
+/// Mel bands (magenta's `mel_bins`): the most MFCCs a frame has.
+pub const MEL_BINS: usize = 128;
+
 /// Settings of [`Mfcc`] (magenta's defaults except the FFT size, which is the feature frame's).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MfccConfig {
@@ -44,7 +47,7 @@ impl MfccConfig {
         Self {
             sample_rate,
             n_fft,
-            mel_bins: 128,
+            mel_bins: MEL_BINS,
             mfcc_bins,
             lo_hz: 20.0,
             hi_hz: 8000.0f64.min(sample_rate / 2.0),
@@ -143,18 +146,38 @@ impl Mfcc {
     }
 }
 
+/// The MFCCs of a silent frame: every mel band at the log floor, so only the 0th coefficient,
+/// `sqrt(2 * MEL_BINS) * ln(LOG_FLOOR)`, is not 0.
+pub fn silence(mfcc_bins: usize) -> Vec<f32> {
+    let mut v = vec![0f32; mfcc_bins];
+    if let Some(c0) = v.first_mut() {
+        *c0 = ((2.0 * MEL_BINS as f64).sqrt() * LOG_FLOOR.ln()) as f32;
+    }
+    v
+}
+
 /// MFCCs of frames centred on samples `0, hop, 2*hop, ...` (`1 + n / hop` frames, the grid of
 /// [`super::loudness::compute_loudness`]), `mfcc_bins` per frame, frame after frame.
 pub fn compute_mfcc(audio: &[f32], config: &MfccConfig, hop: usize) -> Vec<f32> {
     let frames = centred_frame_count(audio.len(), hop);
+    mfcc_of_frames(&SampleView::whole(audio), config, hop, 0..frames)
+}
+
+/// [`compute_mfcc`] of frames `frames` of a signal partly held in `view`.
+pub(crate) fn mfcc_of_frames(
+    view: &SampleView,
+    config: &MfccConfig,
+    hop: usize,
+    frames: std::ops::Range<usize>,
+) -> Vec<f32> {
     let mut mfcc = Mfcc::new(config);
     let mut out = vec![0f32; config.mfcc_bins];
     frame_spectra(
-        &SampleView::whole(audio),
+        view,
         config.n_fft,
         hop,
         config.n_fft / 2,
-        0..frames,
+        frames,
         |spectrum| {
             mfcc.of_spectrum(spectrum, &mut out);
             out.clone()
@@ -242,6 +265,9 @@ mod tests {
         for frame in silent.chunks(30) {
             assert!((frame[0] as f64 - c0).abs() < 1e-3, "{}", frame[0]);
             assert!(frame[1..].iter().all(|v| v.abs() < 1e-3));
+            for (a, b) in frame.iter().zip(silence(30)) {
+                assert!((a - b).abs() < 1e-3);
+            }
         }
         // Louder input raises c0 by sqrt(2 * 128) * ln(gain) where every band is above the
         // floor: a broadband chirp-free noise at two levels.
@@ -257,5 +283,46 @@ mod tests {
         for k in 1..30 {
             assert!((a[mid + k] - b[mid + k]).abs() < 1e-3, "c{k} is level-free");
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use crate::features::{FeatureConfig, FeatureStream};
+
+    /// The feature stream's MFCCs, audio pushed in blocks and decoded in short windows, are
+    /// [`compute_mfcc`] of the whole signal, on the loudness frames' grid.
+    #[test]
+    fn streamed_mfccs_are_the_whole_signals() {
+        let audio = crate::testing::rand_vec(16000 * 3, 5, -0.5, 0.5);
+        let config = FeatureConfig {
+            sample_rate: 16000.0,
+            frame_size: 512,
+            frame_hop: 128,
+            min_f0: 60.0,
+            max_f0: 1000.0,
+            voiced_threshold: 0.5,
+            mfcc_bins: 20,
+        };
+        let mut stream = FeatureStream::new(&config);
+        stream.set_window_seconds(0.5);
+        for block in audio.chunks(777) {
+            stream.push(block);
+        }
+        let streamed = stream.finish();
+        let whole = compute_mfcc(&audio, &config.mfcc().unwrap(), 128);
+        assert_eq!(streamed.mfcc_bins(), 20);
+        assert_eq!(streamed.mfcc.len(), 20 * streamed.len());
+        assert_eq!(streamed.mfcc, whole);
+        // Without MFCCs in the config, none are computed.
+        let plain = crate::features::extract(
+            &audio,
+            &FeatureConfig {
+                mfcc_bins: 0,
+                ..config
+            },
+        );
+        assert!(plain.mfcc.is_empty() && plain.mfcc_bins() == 0);
     }
 }

@@ -28,6 +28,8 @@ pub struct FrameFeatures {
     pub voiced_prob: Vec<f32>,
     /// A-weighted loudness, dB (floor -80).
     pub loudness_db: Vec<f32>,
+    /// MFCCs, [`FeatureConfig::mfcc_bins`] per frame, frame after frame (empty without them).
+    pub mfcc: Vec<f32>,
 }
 
 impl FrameFeatures {
@@ -41,12 +43,19 @@ impl FrameFeatures {
         self.f0_hz.is_empty()
     }
 
+    /// MFCCs per frame (0 without them).
+    pub fn mfcc_bins(&self) -> usize {
+        self.mfcc.len().checked_div(self.len()).unwrap_or(0)
+    }
+
     /// Frames `start..start + len`.
     pub fn slice(&self, start: usize, len: usize) -> FrameFeatures {
+        let m = self.mfcc_bins();
         FrameFeatures {
             f0_hz: self.f0_hz[start..start + len].to_vec(),
             voiced_prob: self.voiced_prob[start..start + len].to_vec(),
             loudness_db: self.loudness_db[start..start + len].to_vec(),
+            mfcc: self.mfcc[start * m..(start + len) * m].to_vec(),
         }
     }
 }
@@ -66,6 +75,8 @@ pub struct FeatureConfig {
     pub max_f0: f64,
     /// Voicing probability at or above which a frame is voiced.
     pub voiced_threshold: f64,
+    /// MFCCs per frame ([`mfcc`], `frame_size`-sample FFTs); 0 computes none.
+    pub mfcc_bins: usize,
 }
 
 impl FeatureConfig {
@@ -77,6 +88,12 @@ impl FeatureConfig {
         p.frame_length = self.frame_size;
         p.voiced_threshold = self.voiced_threshold;
         p
+    }
+
+    /// The MFCC settings, when MFCCs are computed.
+    pub fn mfcc(&self) -> Option<mfcc::MfccConfig> {
+        (self.mfcc_bins > 0)
+            .then(|| mfcc::MfccConfig::new(self.sample_rate, self.frame_size, self.mfcc_bins))
     }
 }
 
@@ -122,8 +139,9 @@ impl SampleView<'_> {
     }
 }
 
-/// f0, voicing and loudness of mono audio at `config.sample_rate` (`1 + n / frame_hop`
-/// frames); loudness uses `frame_size`-sample FFTs. The same as a [`FeatureStream`] fed the
+/// f0, voicing, loudness (and MFCCs when `config.mfcc_bins > 0`) of mono audio at
+/// `config.sample_rate` (`1 + n / frame_hop` frames); loudness and MFCCs use `frame_size`-sample
+/// FFTs. The same as a [`FeatureStream`] fed the
 /// whole signal (it is one).
 pub fn extract(audio: &[f32], config: &FeatureConfig) -> FrameFeatures {
     let mut stream = FeatureStream::new(config);

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::audio::{AudioStream, SILENCE_PEAK, StreamResampler};
 use super::loudness::loudness_of_frames;
+use super::mfcc::{MfccConfig, mfcc_of_frames};
 use super::pitch::{PitchConfig, PitchTrack, PitchTracker};
 use super::{FeatureConfig, FrameFeatures, SampleView};
 use crate::error::{Error, Result};
@@ -17,6 +18,8 @@ pub struct FeatureStream {
     pitch: PitchTracker,
     /// Loudness FFT size and sample rate; none for pitch only.
     loudness: Option<(usize, f64)>,
+    /// MFCC settings, when computed.
+    mfcc_config: Option<MfccConfig>,
     /// Samples `start..start + buffer.len()` of the signal.
     buffer: Vec<f32>,
     start: usize,
@@ -27,6 +30,7 @@ pub struct FeatureStream {
     f0: Vec<f64>,
     prob: Vec<f64>,
     loudness_db: Vec<f32>,
+    mfcc: Vec<f32>,
 }
 
 impl FeatureStream {
@@ -34,6 +38,7 @@ impl FeatureStream {
     pub fn new(config: &FeatureConfig) -> Self {
         let mut s = Self::pitch_only(&config.pitch());
         s.loudness = Some((config.frame_size, config.sample_rate));
+        s.mfcc_config = config.mfcc();
         s
     }
 
@@ -42,6 +47,7 @@ impl FeatureStream {
         Self {
             pitch: PitchTracker::new(config),
             loudness: None,
+            mfcc_config: None,
             buffer: Vec::new(),
             start: 0,
             done: 0,
@@ -49,6 +55,7 @@ impl FeatureStream {
             f0: Vec::new(),
             prob: Vec::new(),
             loudness_db: Vec::new(),
+            mfcc: Vec::new(),
         }
     }
 
@@ -72,6 +79,7 @@ impl FeatureStream {
             f0_hz,
             voiced_prob,
             loudness_db: self.loudness_db,
+            mfcc: self.mfcc,
         }
     }
 
@@ -152,7 +160,11 @@ impl FeatureStream {
         if let Some((n_fft, rate)) = self.loudness {
             let hop = self.pitch.config().hop;
             self.loudness_db
-                .extend(loudness_of_frames(&view, rate, n_fft, hop, keep));
+                .extend(loudness_of_frames(&view, rate, n_fft, hop, keep.clone()));
+        }
+        if let Some(config) = &self.mfcc_config {
+            let hop = self.pitch.config().hop;
+            self.mfcc.extend(mfcc_of_frames(&view, config, hop, keep));
         }
     }
 }

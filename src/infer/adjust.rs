@@ -120,6 +120,8 @@ pub fn adjust(
                 .map(|v| v + options.loudness_shift as f32)
                 .collect(),
             voicing: frames.voicing.clone(),
+            // The timbre of the input as it is: magenta's timbre transfer keeps z too.
+            mfcc: frames.mfcc.clone(),
         },
         note_share: notes.len() as f64 / n.max(1) as f64,
         octave_shift,

@@ -271,6 +271,7 @@ pub fn pair_features(sample_rate: f64) -> FeatureConfig {
         min_f0: 50.0,
         max_f0: 2000f64.min(0.45 * sample_rate),
         voiced_threshold: 0.5,
+        mfcc_bins: 0,
     }
 }
 

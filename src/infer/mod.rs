@@ -72,7 +72,8 @@ impl Checkpoint {
     }
 }
 
-/// Frame-rate conditioning: f0 (Hz), loudness (dB) and voicing probability per frame.
+/// Frame-rate conditioning: f0 (Hz), loudness (dB) and voicing probability per frame, and
+/// the MFCCs of a model with a z-encoder.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Frames {
     /// f0 per frame, Hz.
@@ -81,6 +82,9 @@ pub struct Frames {
     pub loudness_db: Vec<f32>,
     /// Voicing probability per frame, `[0, 1]`.
     pub voicing: Vec<f32>,
+    /// MFCCs, the same number per frame, frame after frame; empty when the model has no
+    /// z-encoder or there is no audio (synth mode: the encoder then hears silence).
+    pub mfcc: Vec<f32>,
 }
 
 impl Frames {
@@ -94,12 +98,19 @@ impl Frames {
         self.f0_hz.is_empty()
     }
 
+    /// MFCCs per frame (0 without them).
+    pub fn mfcc_bins(&self) -> usize {
+        self.mfcc.len().checked_div(self.len()).unwrap_or(0)
+    }
+
     /// Frames `range`.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Frames {
+        let m = self.mfcc_bins();
         Frames {
             f0_hz: self.f0_hz[range.clone()].to_vec(),
             loudness_db: self.loudness_db[range.clone()].to_vec(),
-            voicing: self.voicing[range].to_vec(),
+            voicing: self.voicing[range.clone()].to_vec(),
+            mfcc: self.mfcc[range.start * m..range.end * m].to_vec(),
         }
     }
 }
@@ -110,6 +121,7 @@ impl From<FrameFeatures> for Frames {
             f0_hz: f.f0_hz,
             loudness_db: f.loudness_db,
             voicing: f.voiced_prob,
+            mfcc: f.mfcc,
         }
     }
 }
@@ -417,10 +429,17 @@ impl Model {
     pub fn render(&self, frames: &Frames, state: &mut RenderState) -> Rendered {
         let f = frames.len();
         let t = |v: &[f32]| from_vec(v.to_vec(), [1, f], &self.device);
+        // MFCCs of another width (frames from another config) are not this encoder's input:
+        // it hears silence instead, as without any.
+        let m = frames.mfcc_bins();
+        let wanted = self.model.decoder.encoder.as_ref().map(|e| e.mfcc_bins());
+        let mfcc = (wanted == Some(m) && frames.mfcc.len() == f * m)
+            .then(|| from_vec(frames.mfcc.clone(), [1, f, m], &self.device));
         let mut controls = self.model.controls_continued(
             t(&frames.f0_hz),
             t(&frames.loudness_db),
             t(&frames.voicing),
+            mfcc,
             self.temperature,
             &mut state.model,
         );

@@ -79,11 +79,15 @@ impl FrameStream {
         // become matrix products that reuse each weight across the frames.
         let max_batch = max_block.div_ceil(hop) + 1;
         let decoder = FrameDecoder::new(&model.decoder, max_batch).ok_or_else(|| {
-            Error::Config(
-                "streaming needs a frame-by-frame decoder (decoderBackbone gru, micro-rnn or mlp); \
-                 the transformer attends over windows of frames"
-                    .into(),
-            )
+            Error::Config(if model.decoder.has_encoder() {
+                "streaming does not run the z-encoder yet (encoder mfcc): stream a model \
+                 trained with encoder none, or render it offline"
+                    .into()
+            } else {
+                "streaming needs a frame-by-frame decoder (decoderBackbone gru, micro-rnn or \
+                 mlp); the transformer attends over windows of frames"
+                    .into()
+            })
         })?;
         let raw = decoder.output();
         let harmonics = raw.distribution.len() / max_batch;

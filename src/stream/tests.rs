@@ -72,6 +72,7 @@ fn streamed_blocks_equal_the_offline_render_of(model: &DdspModel, config: &Confi
                 t(|x| x.f0_hz),
                 t(|x| x.loudness_db),
                 t(|x| x.voicing),
+                None,
                 temperature,
                 seed,
             )

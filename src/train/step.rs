@@ -40,6 +40,7 @@ pub fn forward_batch(model: &DdspModel, batch: &Batch, temperature: f64, seed: u
         batch.f0_hz.clone(),
         batch.loudness_db.clone(),
         batch.voiced_prob.clone(),
+        batch.mfcc.clone(),
         temperature,
         seed,
     )

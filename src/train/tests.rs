@@ -859,6 +859,66 @@ fn the_reverb_learns_at_its_own_rate() {
     assert_eq!(full.1, slow.1, "the decoder steps as before");
 }
 
+/// The z-encoder end to end: preprocessing caches MFCCs (and they load into batches), a run
+/// trains and resumes with them, the checkpoint renders a recording through the encoder, and
+/// the streaming engine refuses the model with a message naming the encoder.
+#[test]
+fn a_run_with_the_z_encoder_caches_mfccs_trains_resumes_and_renders() {
+    let runs = runs_dir("zenc");
+    let mut c = config();
+    c.encoder = crate::config::EncoderKind::Mfcc;
+    c.mfcc_bins = 13;
+    c.z_dims = 4;
+    c.encoder_units = 8;
+    let input = cache().parent().unwrap().join("in");
+    let zcache = runs.join("cache");
+    crate::data::preprocess(&input, &zcache, &c, &|_| {}).unwrap();
+    let data = crate::data::Dataset::open(&zcache, &c).unwrap();
+    let frames = c.frames_per_chunk();
+    assert!(data.chunks.iter().all(|ch| ch.mfcc.len() == frames * 13));
+    let batch = Batch::from_chunks(&[&data.chunks[0], &data.chunks[1]], &Device::flex());
+    assert_eq!(batch.mfcc.as_ref().unwrap().dims(), [2, frames, 13]);
+    // The cache without MFCCs is stale for this config, and this one for the plain config.
+    assert!(crate::data::Dataset::open(cache(), &c).is_err());
+    assert!(crate::data::Dataset::open(&zcache, &config()).is_err());
+
+    train(&c, &zcache, &flex(), &options(&runs, "z", 3), &mut |_| {}).unwrap();
+    let mut resumed = options(&runs, "ignored", 5);
+    resumed.resume = Some(runs.join("z"));
+    let s = train(&c, &zcache, &flex(), &resumed, &mut |_| {}).unwrap();
+    assert_eq!(s.steps, 5);
+
+    let model = crate::infer::Model::load(
+        &runs.join("z"),
+        crate::infer::Checkpoint::Latest,
+        &Device::flex(),
+    )
+    .unwrap();
+    assert!(model.inner().0.decoder.has_encoder());
+    let tone: Vec<f32> = (0..8000)
+        .map(|i| 0.3 * (i as f32 * 2.0 * std::f32::consts::PI * 330.0 / 16000.0).sin())
+        .collect();
+    let features = model.features(&tone, 16000).unwrap();
+    assert_eq!(features.mfcc.len(), features.len() * 13);
+    let rendered = model.render_all(&features, &mut |_, _| {});
+    assert!(!rendered.audio.is_empty());
+    assert!(rendered.audio.iter().all(|v| v.is_finite()));
+    // Without the MFCCs (synth mode) the encoder hears silence: another render, still finite.
+    let silent = crate::infer::Frames {
+        mfcc: Vec::new(),
+        ..features
+    };
+    let without = model.render_all(&silent, &mut |_, _| {});
+    assert!(without.audio.iter().all(|v| v.is_finite()));
+    assert_ne!(without.audio, rendered.audio);
+    let err = crate::stream::FrameStream::for_model(&model, 256)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("z-encoder"), "{err}");
+    let _ = std::fs::remove_dir_all(&runs);
+}
+
 /// A `BURN_DEVICE` naming no backend of this build is a clear error on resume, not Burn's
 /// panic (the check of the value the variable would hold: setting it would race the other
 /// tests' threads).
