@@ -14,6 +14,7 @@
 # and the reverb's share (issue #16's ringing), each E with another reverb:
 #   N no reverb   S the FIR learning at a tenth of the rate (--reverb-lr-scale 0.1)
 #   X the exp-decay reverb (trainable gain and decay of a noise response)
+#   Z F with the exp-decay reverb (the z-encoder on the preset's reverb)
 # Regimes:
 #   1 one chunk of one recording, the same batch every step (an overfit test)
 #   2 eight chunks of one recording, the same batch every step
@@ -25,7 +26,7 @@
 # Environment (defaults in brackets):
 #   STEPS    training steps per run [1000]
 #   SEEDS    seeds, space-separated ["1"]
-#   RUNS     run letters ["A B C D E F G H N S X"]
+#   RUNS     run letters ["A B C D E F G H N S X Z"]
 #   REGIMES  regimes ["1 2 3"]
 #   DEV      folder of recordings [../shared/audio/dev]
 #   ONE      the recording of regimes 1 and 2 [violin_fluidr3]
@@ -40,7 +41,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddsp-target}"
 
 STEPS=${STEPS:-1000}
 SEEDS=${SEEDS:-1}
-RUNS=${RUNS:-A B C D E F G H N S X}
+RUNS=${RUNS:-A B C D E F G H N S X Z}
 REGIMES=${REGIMES:-1 2 3}
 DEV=${DEV:-../shared/audio/dev}
 ONE=${ONE:-violin_fluidr3}
@@ -92,14 +93,15 @@ variant() {
     N) echo "--decoder-backbone gru --reverb off" ;;
     S) echo "--decoder-backbone gru --reverb fir --reverb-lr-scale 0.1" ;;
     X) echo "--decoder-backbone gru --reverb exp-decay" ;;
+    Z) echo "--decoder-backbone gru --reverb exp-decay --encoder mfcc --encoder-units 64" ;;
     *) echo "error: unknown run $1" >&2; exit 2 ;;
   esac
 }
 
-# regime REGIME RUN: a run with MFCCs (F) has caches of its own (they hold other features).
+# regime REGIME RUN: a run with MFCCs (F, Z) has caches of its own (they hold other features).
 regime() {
   local mfcc=""
-  [ "$2" = F ] && mfcc="_mfcc"
+  case $2 in F | Z) mfcc="_mfcc" ;; esac
   case $1 in
     1) echo "--input $WORK/train_one --cache $WORK/cache_one$mfcc --fixed-batch true --batch-size 1 --max-chunks-per-file 1" ;;
     2) echo "--input $WORK/train_one --cache $WORK/cache_one$mfcc --fixed-batch true --batch-size 8" ;;

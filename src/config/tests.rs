@@ -195,7 +195,7 @@ const BROKEN: &[(&[(&str, &str)], &str)] = &[
     (&[("noise-bands", "0")], "noiseBands"),
     (&[("reverb-length", "1")], "reverbLength"),
     (&[("reverb-lr-scale", "0")], "reverbLrScale"),
-    (&[("mfcc-bins", "0")], "mfccBins"),
+    (&[("mfcc-bins", "1")], "mfccBins"),
     (&[("mfcc-bins", "129")], "mfccBins"),
     (&[("z-dims", "0")], "zDims"),
     (&[("encoder-units", "0")], "encoderUnits"),
@@ -538,6 +538,15 @@ fn the_z_encoder_reaches_the_features_the_cache_and_the_decoder() {
         d.backbone.d_input(),
         crate::decoder::input_features(false) + 8
     );
+    let mut gru = with.clone();
+    gru.decoder_backbone = crate::decoder::DecoderBackbone::Gru;
+    let g = gru.decoder_config();
+    assert_eq!(
+        g.backbone.d_input(),
+        crate::decoder::input_features(false) + 8
+    );
+    // The config's pieces fit together: building the decoder checks the widths.
+    let _ = g.init(&burn::tensor::Device::flex());
     let err = Config::from_sources(None, &[("encoder", "wavenet")])
         .unwrap_err()
         .to_string();

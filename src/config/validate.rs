@@ -104,11 +104,13 @@ impl Config {
         v.at_least("modelHidden", self.model_hidden, 1);
         v.at_least("modelLayers", self.model_layers, 1);
         v.at_least("microRnnUnits", self.micro_rnn_units, 1);
-        if !(1..=crate::features::mfcc::MEL_BINS).contains(&self.mfcc_bins) {
+        // The encoder normalises each frame's coefficients: one coefficient would normalise to
+        // a constant.
+        if !(2..=crate::features::mfcc::MEL_BINS).contains(&self.mfcc_bins) {
             v.fail(
                 "mfccBins",
                 format!(
-                    "must be in 1..={} (the mel bands), got {}",
+                    "must be in 2..={} (the mel bands), got {}",
                     crate::features::mfcc::MEL_BINS,
                     self.mfcc_bins
                 ),

@@ -366,6 +366,11 @@ impl FrameDecoder {
         if decoder.has_encoder() {
             return None;
         }
+        if let Backbone::Gru(g) = &decoder.backbone
+            && g.stacks.iter().any(|s| s.d_input() != 1)
+        {
+            return None; // one column per stack is all the host copy reads
+        }
         let max_frames = max_frames.max(1);
         let (backbone, d_out) = match &decoder.backbone {
             Backbone::Mlp(m) => {

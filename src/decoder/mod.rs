@@ -1,8 +1,9 @@
-//! Decoders: per-frame conditioning (f0, loudness, voicing) to the synthesizer's raw controls.
+//! Decoders: per-frame conditioning (f0, loudness, voicing, and with a [`ZEncoder`] a latent
+//! learned from MFCCs) to the synthesizer's raw controls.
 //!
 //! A [`Decoder`] is a backbone ([`Mlp`], the [`MicroRnn`] cell on an MLP, the paper's
-//! [`RnnFc`] GRU decoder, or a [`Transformer`]) followed by [`ControlHeads`], linear projections to [`RawControls`]; the
-//! synthesizer owns their scaling.
+//! [`RnnFc`] GRU decoder, or a [`Transformer`]) followed by [`ControlHeads`], linear
+//! projections to [`RawControls`]; the synthesizer owns their scaling.
 
 mod encoder;
 mod frame;
@@ -74,7 +75,7 @@ impl BackboneConfig {
         match self {
             BackboneConfig::Mlp(c) => c.d_input,
             BackboneConfig::MicroRnn(c) => c.mlp.d_input,
-            BackboneConfig::Gru(c) => c.d_input,
+            BackboneConfig::Gru(c) => c.d_input + c.z_dims,
             BackboneConfig::Transformer(c) => c.d_input,
         }
     }
@@ -211,7 +212,18 @@ impl DecoderConfig {
     }
 
     /// Build the decoder.
+    ///
+    /// # Panics
+    ///
+    /// When the backbone does not take [`input_features`]`(delta_features)` inputs plus the
+    /// encoder's `z_dims` (`Config::decoder_config` always builds them to match).
     pub fn init(&self, device: &Device) -> Decoder {
+        let z = self.encoder.as_ref().map_or(0, |e| e.z_dims);
+        assert_eq!(
+            self.backbone.d_input(),
+            input_features(self.delta_features) + z,
+            "the backbone's inputs must be the features plus the encoder's latent"
+        );
         Decoder {
             backbone: self.backbone.init(device),
             heads: self.heads.init(device),
