@@ -180,10 +180,11 @@ fn frames_mode(
     block: usize,
     half_weights: bool,
 ) -> Result<(Streamed, u32, Option<f64>)> {
+    // The stream first: a model it cannot run is refused before the file is analysed.
+    let mut stream = FrameStream::for_model(model, block)?;
     let (frames, _) = model
         .features_of_file(input)
         .with_context(|| format!("analysing {}", input.display()))?;
-    let mut stream = FrameStream::for_model(model, block)?;
     if half_weights {
         stream = stream.with_half_weights();
     }

@@ -140,6 +140,7 @@ impl DdspModel {
     pub fn save_safetensors(&self, path: &Path, config: &Config) -> Result<()> {
         let mut store = SafetensorsStore::from_bytes(None)
             .metadata("ddsp.backbone", config_name(&self.decoder.kind()))
+            .metadata("ddsp.encoder", self.encoder_name())
             .metadata("ddsp.reverb", config_name(&config.reverb))
             .metadata(
                 "ddsp.config",
@@ -153,15 +154,26 @@ impl DdspModel {
     /// Save the weights with their parameter ids (burnpack), for exact resumption.
     pub fn save_burnpack(&self, path: &Path) -> Result<()> {
         let mut store = BurnpackStore::from_bytes(None)
-            .metadata("ddsp.backbone", config_name(&self.decoder.kind()));
+            .metadata("ddsp.backbone", config_name(&self.decoder.kind()))
+            .metadata("ddsp.encoder", self.encoder_name());
         self.save_into(&mut store).map_err(|e| ckpt_err(path, e))?;
         let bytes = store.get_bytes().map_err(|e| ckpt_err(path, e))?;
         crate::io::write_atomic(path, &bytes)
     }
 
+    /// `mfcc` with the z-encoder, else `none` (the `encoder` config values).
+    fn encoder_name(&self) -> String {
+        let kind = if self.decoder.has_encoder() {
+            crate::config::EncoderKind::Mfcc
+        } else {
+            crate::config::EncoderKind::None
+        };
+        config_name(&kind)
+    }
+
     /// Load weights saved by [`DdspModel::save_safetensors`] or [`DdspModel::save_burnpack`]
-    /// (by extension). A file from another backbone, or with missing or extra tensors, is an
-    /// error that says so.
+    /// (by extension). A file from another backbone or with(out) the z-encoder, or with
+    /// missing or extra tensors, is an error that says so.
     pub fn load_weights(mut self, path: &Path) -> Result<Self> {
         let bytes = crate::io::read_regular(path).map_err(|e| ckpt_err(path, e))?;
         let backbone = config_name(&self.decoder.kind());
@@ -173,6 +185,18 @@ impl DdspModel {
                 reason: format!(
                     "it holds a `{found}` decoder, but the config asks for `{backbone}` \
                      (set decoderBackbone to `{found}` to use it)"
+                ),
+            });
+        }
+        let encoder = self.encoder_name();
+        if let Some(found) = stored_value(&bytes, b"ddsp.encoder", &["mfcc", "none"])
+            && found != encoder
+        {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it was saved with encoder `{found}`, but the config asks for `{encoder}` \
+                     (set encoder to `{found}` to use it)"
                 ),
             });
         }
@@ -239,16 +263,24 @@ impl burn::module::ModuleVisitor for Materialise {
 
 /// The backbone recorded in a weight file's metadata, if it has one.
 fn stored_backbone(bytes: &[u8]) -> Option<String> {
+    stored_value(
+        bytes,
+        b"ddsp.backbone",
+        &["transformer", "micro-rnn", "mlp", "gru"],
+    )
+}
+
+/// Which of `values` a weight file's metadata records under `key`, if any.
+fn stored_value(bytes: &[u8], key: &[u8], values: &[&str]) -> Option<String> {
     // Safetensors keeps metadata as JSON and burnpack as CBOR, both near the start of the
     // file; either way the key is followed within a few bytes by the value's text.
-    const KEY: &[u8] = b"ddsp.backbone";
     let head = &bytes[..bytes.len().min(1 << 20)];
-    let at = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let at = head.windows(key.len()).position(|w| w == key)? + key.len();
     let tail = &head[at..head.len().min(at + 40)];
-    ["transformer", "micro-rnn", "mlp", "gru"]
-        .into_iter()
+    values
+        .iter()
         .find(|name| tail.windows(name.len()).any(|w| w == name.as_bytes()))
-        .map(str::to_string)
+        .map(|name| name.to_string())
 }
 
 #[cfg(test)]
@@ -387,6 +419,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("mlp.safetensors"), "{err}");
+        // With and without the z-encoder, both ways and both formats.
+        let mut encoded = tiny("gru");
+        encoded.encoder = crate::config::EncoderKind::Mfcc;
+        encoded.mfcc_bins = 8;
+        encoded.z_dims = 2;
+        encoded.encoder_units = 4;
+        let model = DdspModel::new(&encoded, &device);
+        let (st, bp) = (dir.join("z.safetensors"), dir.join("z.bpk"));
+        model.save_safetensors(&st, &encoded).unwrap();
+        model.save_burnpack(&bp).unwrap();
+        for path in [&st, &bp] {
+            assert!(DdspModel::new(&encoded, &device).load_weights(path).is_ok());
+            let err = DdspModel::new(&tiny("gru"), &device)
+                .load_weights(path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("encoder `mfcc`") && err.contains("`none`"),
+                "{err}"
+            );
+        }
+        let err = DdspModel::new(&encoded, &device)
+            .load_weights(&dir.join("gru.bpk"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoder `none`"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
