@@ -72,7 +72,7 @@ struct HostStack {
 }
 
 impl HostStack {
-    fn new(stack: &FcStack, d_input: usize) -> Self {
+    fn new(stack: &FcStack) -> Self {
         let layers = stack
             .dense
             .iter()
@@ -86,7 +86,10 @@ impl HostStack {
                 (HostLinear::new(d), gamma, beta)
             })
             .collect();
-        Self { layers, d_input }
+        Self {
+            layers,
+            d_input: stack.d_input(),
+        }
     }
 
     fn d_output(&self) -> usize {
@@ -152,12 +155,12 @@ struct HostRnnFc {
 
 impl HostRnnFc {
     fn new(trunk: &RnnFc, max_frames: usize) -> Self {
-        let stacks: Vec<HostStack> = trunk.stacks.iter().map(|s| HostStack::new(s, 1)).collect();
+        let stacks: Vec<HostStack> = trunk.stacks.iter().map(HostStack::new).collect();
         let s: usize = stacks.iter().map(HostStack::d_output).sum();
         let input = HostLinear::new(&trunk.gru.input);
         let hidden = HostLinear::new(&trunk.gru.hidden);
         let h = hidden.d_in();
-        let out = HostStack::new(&trunk.out, h + s);
+        let out = HostStack::new(&trunk.out);
         let widest = stacks
             .iter()
             .chain([&out])
@@ -197,15 +200,17 @@ impl HostRnnFc {
     fn forward(&mut self, x: &[f32], d_in: usize, n: usize, y: &mut [f32]) {
         let h = self.state.len();
         let s = self.stacked_width;
-        let mut col = 0;
-        for (i, stack) in self.stacks.iter().enumerate() {
-            let column = Mat {
-                data: &x[i..],
+        // Each stack reads its own columns of the input (one per feature, more for a latent).
+        let (mut col, mut at) = (0, 0);
+        for stack in &self.stacks {
+            let columns = Mat {
+                data: &x[at..],
                 rs: d_in,
                 cs: 1,
             };
+            at += stack.d_input;
             let w = stack.d_output();
-            stack.forward(column, n, &mut self.part, &mut self.tmp);
+            stack.forward(columns, n, &mut self.part, &mut self.tmp);
             for r in 0..n {
                 self.stacked[r * s + col..][..w].copy_from_slice(&self.part[r * w..][..w]);
             }
@@ -366,11 +371,6 @@ impl FrameDecoder {
         if decoder.has_encoder() {
             return None;
         }
-        if let Backbone::Gru(g) = &decoder.backbone
-            && g.stacks.iter().any(|s| s.d_input() != 1)
-        {
-            return None; // one column per stack is all the host copy reads
-        }
         let max_frames = max_frames.max(1);
         let (backbone, d_out) = match &decoder.backbone {
             Backbone::Mlp(m) => {
@@ -490,5 +490,40 @@ impl FrameDecoder {
         distribution.forward(features, n, &mut out.distribution);
         noise.forward(features, n, &mut out.noise);
         out.frames = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoder::RnnFcConfig;
+    use crate::dsp::from_vec;
+    use crate::testing::rand_vec;
+    use burn::tensor::Device;
+
+    /// A GRU trunk whose last stack reads several columns (the z-encoder's latent) gives on
+    /// the host what it gives as tensors, each stack reading its own columns.
+    #[test]
+    fn host_gru_trunk_reads_each_stack_its_own_columns() {
+        let device = Device::flex();
+        let (f, features, z) = (6, 3, 4);
+        for layers in [0, 1] {
+            let trunk = RnnFcConfig::new(features, 8, 5, layers)
+                .with_z_dims(z)
+                .init(&device);
+            let x = rand_vec(f * (features + z), 21, -2.0, 2.0);
+            let expected =
+                to_vec(trunk.forward(from_vec(x.clone(), [1, f, features + z], &device)));
+            let mut host = HostRnnFc::new(&trunk, f);
+            let mut y = vec![0.0; f * host.d_output()];
+            host.forward(&x, features + z, f, &mut y);
+            assert_eq!(y.len(), expected.len());
+            for (i, (a, b)) in y.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "layers {layers}, value {i}: {a} vs {b}"
+                );
+            }
+        }
     }
 }
