@@ -209,3 +209,60 @@ pub fn log_kernels(path: &Path) -> Result<()> {
 pub const FLEX_HAS_NO_KERNELS: &str = "flex, the pure-Rust CPU backend, runs Rust code compiled \
 into the program: it generates no kernels, so there are none to dump. The per-phase profile \
 of the steps is in profile.csv.";
+
+/// `BURN_DEVICE`, when set, names a backend this build has: Burn panics on any other name
+/// when it first needs its default device (loading optimizer state does).
+pub fn check_burn_device() -> Result<()> {
+    match std::env::var_os("BURN_DEVICE") {
+        Some(value) => check_burn_device_value(&value.to_string_lossy()),
+        None => Ok(()),
+    }
+}
+
+/// [`check_burn_device`] of the value `value`.
+pub(crate) fn check_burn_device_value(value: &str) -> Result<()> {
+    let mut known = vec!["flex"];
+    if cfg!(feature = "wgpu") {
+        known.push("wgpu");
+    }
+    if cfg!(feature = "vulkan") {
+        known.push("vulkan");
+    }
+    if cfg!(feature = "metal") {
+        known.push("metal");
+    }
+    if cfg!(feature = "cuda") {
+        known.push("cuda");
+    }
+    if known.contains(&value.to_lowercase().as_str()) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "BURN_DEVICE={value} names no backend of this build (it has: {}); unset it or pick \
+             one",
+            known.join(", ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `BURN_DEVICE` naming no backend of this build is a clear error on resume, not Burn's
+    /// panic (the check of the value the variable would hold: setting it would race the other
+    /// tests' threads).
+    #[test]
+    fn an_unknown_burn_device_is_refused() {
+        assert!(check_burn_device_value("flex").is_ok());
+        assert!(check_burn_device_value("FLEX").is_ok());
+        let err = check_burn_device_value("tpu").unwrap_err().to_string();
+        assert!(
+            err.contains("BURN_DEVICE=tpu") && err.contains("flex"),
+            "{err}"
+        );
+        if !cfg!(feature = "cuda") {
+            assert!(check_burn_device_value("cuda").is_err());
+        }
+    }
+}

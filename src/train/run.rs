@@ -480,41 +480,6 @@ fn check_optimizer_pack(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// `BURN_DEVICE`, when set, names a backend this build has: Burn panics on any other name
-/// when it first needs its default device (loading optimizer state does).
-fn check_burn_device() -> Result<()> {
-    match std::env::var_os("BURN_DEVICE") {
-        Some(value) => check_burn_device_value(&value.to_string_lossy()),
-        None => Ok(()),
-    }
-}
-
-/// [`check_burn_device`] of the value `value`.
-pub(crate) fn check_burn_device_value(value: &str) -> Result<()> {
-    let mut known = vec!["flex"];
-    if cfg!(feature = "wgpu") {
-        known.push("wgpu");
-    }
-    if cfg!(feature = "vulkan") {
-        known.push("vulkan");
-    }
-    if cfg!(feature = "metal") {
-        known.push("metal");
-    }
-    if cfg!(feature = "cuda") {
-        known.push("cuda");
-    }
-    if known.contains(&value.to_lowercase().as_str()) {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "BURN_DEVICE={value} names no backend of this build (it has: {}); unset it or pick \
-             one",
-            known.join(", ")
-        )))
-    }
-}
-
 /// Load the optimizer state saved next to a checkpoint's weights.
 ///
 /// Burn creates the loaded state on its default device (`BURN_DEVICE`, else the first compiled
@@ -523,7 +488,7 @@ pub(crate) fn check_burn_device_value(value: &str) -> Result<()> {
 /// `cargo run` do; otherwise resuming on the CPU sets up the GPU backend, and fails where it
 /// has no adapter.
 pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
-    check_burn_device()?;
+    crate::device::check_burn_device()?;
     let path = dir.join("optimizer.bpk");
     let bytes = crate::io::read_regular(&path).map_err(|e| Error::io(&path, e))?;
     let corrupt = |reason: String| Error::Checkpoint {
