@@ -50,32 +50,16 @@ pub fn centred_frame_count(n: usize, hop: usize) -> usize {
 /// `10 * log10(max(p, 1e-10))` (reference 0 dB) and floored at -80 dB.
 pub fn compute_loudness(audio: &[f32], sample_rate: f64, n_fft: usize, hop: usize) -> Vec<f32> {
     let frames = centred_frame_count(audio.len(), hop);
-    loudness_of_frames(
-        &SampleView::whole(audio),
-        sample_rate,
-        n_fft,
-        hop,
-        0..frames,
-    )
-}
-
-/// [`compute_loudness`] of frames `frames` of a signal partly held in `view`.
-pub(crate) fn loudness_of_frames(
-    view: &SampleView,
-    sample_rate: f64,
-    n_fft: usize,
-    hop: usize,
-    frames: std::ops::Range<usize>,
-) -> Vec<f32> {
     let weights = a_weighting_power(n_fft, sample_rate);
-    frame_spectra(view, n_fft, hop, n_fft / 2, frames, |spectrum| {
+    let view = SampleView::whole(audio);
+    frame_spectra(&view, n_fft, hop, n_fft / 2, 0..frames, |spectrum| {
         weighted_db(spectrum, &weights)
     })
 }
 
 /// A frame's loudness from its spectrum: the A-weighted power averaged over bins, in dB
 /// (reference 0 dB), floored at [`LOUDNESS_FLOOR_DB`].
-fn weighted_db(spectrum: &[Complex<f64>], weights: &[f64]) -> f32 {
+pub(crate) fn weighted_db(spectrum: &[Complex<f64>], weights: &[f64]) -> f32 {
     let power: f64 = spectrum
         .iter()
         .zip(weights)

@@ -160,24 +160,15 @@ pub fn silence(mfcc_bins: usize) -> Vec<f32> {
 /// [`super::loudness::compute_loudness`]), `mfcc_bins` per frame, frame after frame.
 pub fn compute_mfcc(audio: &[f32], config: &MfccConfig, hop: usize) -> Vec<f32> {
     let frames = centred_frame_count(audio.len(), hop);
-    mfcc_of_frames(&SampleView::whole(audio), config, hop, 0..frames)
-}
-
-/// [`compute_mfcc`] of frames `frames` of a signal partly held in `view`.
-pub(crate) fn mfcc_of_frames(
-    view: &SampleView,
-    config: &MfccConfig,
-    hop: usize,
-    frames: std::ops::Range<usize>,
-) -> Vec<f32> {
     let mut mfcc = Mfcc::new(config);
     let mut out = vec![0f32; config.mfcc_bins];
+    let view = SampleView::whole(audio);
     frame_spectra(
-        view,
+        &view,
         config.n_fft,
         hop,
         config.n_fft / 2,
-        frames,
+        0..frames,
         |spectrum| {
             mfcc.of_spectrum(spectrum, &mut out);
             out.clone()

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use super::audio::{AudioStream, SILENCE_PEAK, StreamResampler};
-use super::loudness::loudness_of_frames;
-use super::mfcc::{MfccConfig, mfcc_of_frames};
+use super::loudness::{a_weighting_power, frame_spectra, weighted_db};
+use super::mfcc::{Mfcc, MfccConfig};
 use super::pitch::{PitchConfig, PitchTrack, PitchTracker};
 use super::{FeatureConfig, FrameFeatures, SampleView};
 use crate::error::{Error, Result};
@@ -158,13 +158,23 @@ impl FeatureStream {
         self.f0.extend(decoded.f0);
         self.prob.extend(decoded.prob);
         if let Some((n_fft, rate)) = self.loudness {
+            // One FFT per frame for both: the MFCCs are taken on the loudness frames (the same
+            // size, window and grid, `FeatureConfig::mfcc`).
             let hop = self.pitch.config().hop;
-            self.loudness_db
-                .extend(loudness_of_frames(&view, rate, n_fft, hop, keep.clone()));
-        }
-        if let Some(config) = &self.mfcc_config {
-            let hop = self.pitch.config().hop;
-            self.mfcc.extend(mfcc_of_frames(&view, config, hop, keep));
+            let weights = a_weighting_power(n_fft, rate);
+            let mut mfcc = self.mfcc_config.as_ref().map(|c| {
+                debug_assert_eq!(c.n_fft, n_fft);
+                (Mfcc::new(c), c.mfcc_bins)
+            });
+            let (loudness_db, mfccs) = (&mut self.loudness_db, &mut self.mfcc);
+            frame_spectra(&view, n_fft, hop, n_fft / 2, keep, |spectrum| {
+                loudness_db.push(weighted_db(spectrum, &weights));
+                if let Some((m, bins)) = &mut mfcc {
+                    let at = mfccs.len();
+                    mfccs.resize(at + *bins, 0.0);
+                    m.of_spectrum(spectrum, &mut mfccs[at..]);
+                }
+            });
         }
     }
 }
